@@ -1,0 +1,313 @@
+"""Data sets as tensors: `load(name, root=None)` -> Dataset.
+
+Images are N×C×H×W float32 scaled to [0, 1] (so a trigger of value 1.0 is the brightest
+pixel); labels are int64. Nothing is downloaded: `digits` ships with scikit-learn,
+Fashion-MNIST comes from the Debian package `dataset-fashion-mnist`, MNIST and CIFAR-10 from a
+local folder the user points to, `npz` from a user file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.errors import ConfigError, DataError
+
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+CIFAR_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer",
+    "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+MAX_NPZ_BYTES = 512 * 2**20
+
+
+@dataclass
+class Dataset:
+    """A train/test split of images. Shapes: x_* N×C×H×W float32 in [0, 1], y_* N int64."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def subset(self, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
+        """A seeded random subset of the train and/or test split (None keeps all)."""
+        g = torch.Generator().manual_seed(seed)
+
+        def pick(x: torch.Tensor, y: torch.Tensor, n: int | None, which: str):
+            if n is None or n >= len(y):
+                return x, y
+            if n < 1:
+                raise ConfigError(which, f"must be a positive integer, got {n}")
+            idx = torch.randperm(len(y), generator=g)[:n].sort().values
+            return x[idx], y[idx]
+
+        x_tr, y_tr = pick(self.x_train, self.y_train, train_size, "train_size")
+        x_te, y_te = pick(self.x_test, self.y_test, test_size, "test_size")
+        return Dataset(self.name, x_tr, y_tr, x_te, y_te, self.classes, dict(self.info))
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x = np.asarray(x, dtype=np.float32) / scale
+    if x.ndim == 3:
+        x = x[:, None]
+    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y, np.int64))
+
+
+def _digits(root: str | None, seed: int = 0) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.images.astype(np.float32)  # 1797×8×8, values 0..16
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, d.target, test_size=0.25, stratify=d.target, random_state=seed
+    )
+    x_train, y_train = _tensors(x_tr, y_tr, 16.0)
+    x_test, y_test = _tensors(x_te, y_te, 16.0)
+    classes = [str(i) for i in range(10)]
+    return Dataset("digits", x_train, y_train, x_test, y_test, classes, {"source": "sklearn"})
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not: magic, dims, big-endian uint8 data."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (bad magic number)")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, "
+                        f"found {body.size} (truncated file?)")  # fmt: skip
+    return body.reshape(dims)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write uint8 `array` as an IDX file (gzipped when the name ends in .gz). Used by tests."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for candidate in (d / stem, d / f"{stem}.gz", d / stem.replace("-idx", ".idx")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _idx_dataset(name: str, dirs: list[Path], classes: list[str], how_to_get: str) -> Dataset:
+    arrays, missing = {}, []
+    for key, stem in IDX_FILES.items():
+        path = _find_idx(dirs, stem)
+        if path is None:
+            missing.append(stem)
+        else:
+            arrays[key] = read_idx(path)
+    if missing:
+        searched = ", ".join(str(d) for d in dirs) or "(no folder given)"
+        raise DataError(
+            f"{name}: missing {', '.join(missing)}(.gz) — searched {searched}. {how_to_get}"
+        )
+    x_train, y_train = _tensors(arrays["x_train"], arrays["y_train"], 255.0)
+    x_test, y_test = _tensors(arrays["x_test"], arrays["y_test"], 255.0)
+    return Dataset(name, x_train, y_train, x_test, y_test, classes, {"source": str(dirs)})
+
+
+def _root_dirs(root: str | None, *defaults: str) -> list[Path]:
+    dirs = [Path(root).expanduser()] if root else []
+    return dirs + [Path(d) for d in defaults]
+
+
+def _fashion_mnist(root: str | None, seed: int = 0) -> Dataset:
+    return _idx_dataset(
+        "fashion-mnist",
+        _root_dirs(root, *FASHION_MNIST_DIRS),
+        FASHION_CLASSES,
+        "Install it with `apt-get install dataset-fashion-mnist` or pass root=FOLDER "
+        "holding the four IDX files.",
+    )
+
+
+def _mnist(root: str | None, seed: int = 0) -> Dataset:
+    dirs = _root_dirs(root) + ([Path(root) / "raw"] if root else [])
+    if root is None:
+        raise DataError("mnist: no root folder given. Point `root` to a folder holding "
+                        "train-images-idx3-ubyte(.gz) and the other three IDX files.")  # fmt: skip
+    return _idx_dataset("mnist", dirs, [str(i) for i in range(10)],
+                        "Copy the four MNIST IDX files there (nothing is downloaded).")  # fmt: skip
+
+
+def _cifar10(root: str | None, seed: int = 0) -> Dataset:
+    if root is None:
+        raise DataError("cifar10: no root folder given. Point `root` to the folder "
+                        "`cifar-10-batches-py` (or its parent) from the python version.")  # fmt: skip
+    base = Path(root).expanduser()
+    dirs = [base, base / "cifar-10-batches-py"]
+    folder = next((d for d in dirs if (d / "data_batch_1").is_file()), None)
+    if folder is None:
+        raise DataError(f"cifar10: data_batch_1 not found — searched {', '.join(map(str, dirs))}. "
+                        "Unpack cifar-10-python.tar.gz there (nothing is downloaded).")  # fmt: skip
+
+    def read(name: str) -> tuple[np.ndarray, np.ndarray]:
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"cifar10: missing {path}")
+        # The CIFAR batches are pickles of plain dicts; a restricted unpickler refuses any
+        # class so a tampered file cannot run code.
+        with open(path, "rb") as f:
+            batch = _SafeUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        return data, np.asarray(batch[b"labels"], dtype=np.int64)
+
+    parts = [read(f"data_batch_{i}") for i in range(1, 6) if (folder / f"data_batch_{i}").exists()]
+    x_tr = np.concatenate([p[0] for p in parts])
+    y_tr = np.concatenate([p[1] for p in parts])
+    x_te, y_te = read("test_batch")
+    x_train, y_train = _tensors(x_tr, y_tr, 255.0)
+    x_test, y_test = _tensors(x_te, y_te, 255.0)
+    return Dataset("cifar10", x_train, y_train, x_test, y_test, CIFAR_CLASSES, {"source": str(folder)})
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles only plain containers and numpy arrays: a tampered file cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return getattr(__import__(module, fromlist=[name]), name)
+        raise DataError(f"refusing to unpickle {module}.{name}: CIFAR batches hold only dicts")
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], source: str = "npz") -> None:
+    """Check x_train, y_train, x_test, y_test: presence, shapes, dtypes, label range."""
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        if key not in arrays:
+            raise DataError(f"{source}: array {key!r} is missing; expected x_train, y_train, "
+                            f"x_test, y_test (found {sorted(arrays)})")  # fmt: skip
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
+            raise DataError(f"{source}: x_{split} must be numeric images N×H×W or N×C×H×W, "
+                            f"got dtype {x.dtype} shape {x.shape}")  # fmt: skip
+        if x.ndim == 4 and x.shape[1] not in (1, 3):
+            raise DataError(f"{source}: x_{split} has {x.shape[1]} channels; expected 1 or 3 "
+                            "(N×C×H×W, channels first)")  # fmt: skip
+        if min(x.shape[-2:]) < 4 or len(x) == 0:
+            raise DataError(f"{source}: x_{split} images must be at least 4×4 and non-empty, "
+                            f"got shape {x.shape}")  # fmt: skip
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise DataError(f"{source}: y_{split} must be a 1-D integer array, got dtype "
+                            f"{y.dtype} shape {y.shape}")  # fmt: skip
+        if len(y) != len(x):
+            raise DataError(f"{source}: x_{split} has {len(x)} images but y_{split} has "
+                            f"{len(y)} labels")  # fmt: skip
+        if y.min() < 0:
+            raise DataError(f"{source}: y_{split} has negative labels (min {y.min()})")
+        if not np.isfinite(x).all():
+            raise DataError(f"{source}: x_{split} contains NaN or infinite values")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
+                        f"images {arrays['x_test'].shape[1:]} differ in shape")  # fmt: skip
+    n_classes = int(arrays["y_train"].max()) + 1
+    if n_classes < 2:
+        raise DataError(f"{source}: y_train must hold at least 2 classes")
+    if arrays["y_test"].max() >= n_classes:
+        raise DataError(f"{source}: y_test has label {int(arrays['y_test'].max())} not seen in "
+                        f"y_train (classes 0..{n_classes - 1})")  # fmt: skip
+
+
+def from_arrays(arrays: dict[str, np.ndarray], name: str = "npz") -> Dataset:
+    """Dataset from validated numpy arrays; pixel values are scaled to [0, 1] by their max."""
+    validate_arrays(arrays, name)
+    x_tr, x_te = arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32)
+    lo = min(x_tr.min(), x_te.min())
+    hi = max(x_tr.max(), x_te.max())
+    scale = float(hi - lo) or 1.0
+    x_train, y_train = _tensors(x_tr - lo, arrays["y_train"], scale)
+    x_test, y_test = _tensors(x_te - lo, arrays["y_test"], scale)
+    n_classes = int(arrays["y_train"].max()) + 1
+    return Dataset(name, x_train, y_train, x_test, y_test, [str(i) for i in range(n_classes)])
+
+
+def load_npz(path: str | os.PathLike | None) -> Dataset:
+    """A user's .npz with x_train, y_train, x_test, y_test (never unpickled)."""
+    if path is None:
+        raise DataError("npz: no file given; set `root` to the path of a .npz file with "
+                        "x_train, y_train, x_test, y_test")  # fmt: skip
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"npz: file {path} not found")
+    if path.stat().st_size > MAX_NPZ_BYTES:
+        raise DataError(f"npz: {path} is larger than {MAX_NPZ_BYTES // 2**20} MiB")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:  # object arrays need pickle: refused
+        raise DataError(f"npz: {path}: {e} (object arrays are not accepted)") from e
+    except Exception as e:  # zip or header corruption
+        raise DataError(f"npz: {path} is not a readable .npz file ({e})") from e
+    return from_arrays(arrays, "npz")
+
+
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _digits,
+    "fashion-mnist": _fashion_mnist,
+    "mnist": _mnist,
+    "cifar10": _cifar10,
+    "npz": lambda root, seed=0: load_npz(root),
+}
+
+
+def load(name: str = "digits", root: str | None = None, *, seed: int = 0) -> Dataset:
+    """Load data set `name` (digits, fashion-mnist, mnist, cifar10, npz) from `root`.
+
+    `seed` fixes the digits train/test split (stratified, 25 % test); file-based data sets
+    come with their own split.
+    """
+    if name not in LOADERS:
+        raise ConfigError("dataset", f"unknown dataset {name!r}; choose one of {sorted(LOADERS)}")
+    return LOADERS[name](root, seed=seed) if name != "npz" else LOADERS[name](root)

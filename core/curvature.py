@@ -26,8 +26,8 @@ Methods (registry `ESTIMATORS`):
 
 How the sums are computed (no Python loop over samples or parameters): every method except
 hutchinson/HVP is Σ_n Σ_k (J_nᵀ v_nk)² for some vectors v_nk in logit space (columns of S_n,
-or ∂ℓ/∂f = p_n − e_y). The batch is repeated K times, one backward pass carries all columns,
-and hooks on Linear/Conv2d/BatchNorm modules square the per-sample, per-column gradient
+or ∂ℓ/∂f = p_n − e_y). One forward pass, one backward pass vmapped over the K columns, and
+hooks on Linear/Conv2d/BatchNorm modules square the per-sample, per-column gradient
 factors with einsum (BackPACK-style: Linear 'kno,ni->oi' on squares; Conv2d via unfold).
 Models with other parameterized modules use a torch.func fallback (vmap over samples of vjp).
 
@@ -174,18 +174,12 @@ def _exact(model, inputs, targets, *, batch_size, seed, progress, **options) -> 
     linear, culprit = is_piecewise_linear(model)
     if linear:
         try:  # diag H = diag GGN when the network is affine in every single parameter
-            return _factor_sum(
-                model, inputs, targets, "ggn", batch_size, seed, progress, memory_mb
-            )
+            return _factor_sum(model, inputs, targets, "ggn", batch_size, seed, progress, memory_mb)
         except _SharedModule as reason:
             culprit = str(reason)
-        except (
-            _Unsupported
-        ):  # e.g. an unknown layer type: GGN by torch.func, still exact
+        except _Unsupported:  # e.g. an unknown layer type: GGN by torch.func, still exact
             kind = "ggn"
-            return _functional_sum(
-                model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-            )
+            return _functional_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
     n_params = sum(p.numel() for _, p in _trainable(model))
     if n_params > max_params:
         raise ConfigError(
@@ -200,9 +194,7 @@ def _exact(model, inputs, targets, *, batch_size, seed, progress, **options) -> 
 def _ggn(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
     memory_mb = options.pop("memory_mb", 1024)
     _no_options(options, "ggn")
-    return _columns_sum(
-        model, inputs, targets, "ggn", batch_size, seed, progress, memory_mb
-    )
+    return _columns_sum(model, inputs, targets, "ggn", batch_size, seed, progress, memory_mb)
 
 
 def _fisher(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
@@ -212,25 +204,17 @@ def _fisher(model, inputs, targets, *, batch_size, seed, progress, **options) ->
     if not isinstance(samples, int) or samples < 1:
         raise ConfigError("curvature.samples", f"need an integer ≥ 1, got {samples!r}")
     kind = ("fisher", samples)
-    return _columns_sum(
-        model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-    )
+    return _columns_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
 
 
-def _empirical_fisher(
-    model, inputs, targets, *, batch_size, seed, progress, **options
-) -> Scores:
+def _empirical_fisher(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
     memory_mb = options.pop("memory_mb", 1024)
     _no_options(options, "empirical_fisher")
     kind = "empirical_fisher"
-    return _columns_sum(
-        model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-    )
+    return _columns_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
 
 
-def _hutchinson_only(
-    model, inputs, targets, *, batch_size, seed, progress, **options
-) -> Scores:
+def _hutchinson_only(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
     probes = options.pop("probes", 100)
     probe_batch = options.pop("probe_batch", 10)
     memory_mb = options.pop("memory_mb", 1024)
@@ -272,9 +256,7 @@ DESCRIPTIONS = {
 # logit-space columns v_nk: Σ_n Σ_k (J_nᵀ v_nk)² is the sum each estimator needs
 
 
-def _logit_columns(
-    logits: Tensor, targets: Tensor, kind: Any, generator: torch.Generator
-) -> Tensor:
+def _logit_columns(logits: Tensor, targets: Tensor, kind: Any, generator: torch.Generator) -> Tensor:
     """K×N×C columns v_nk for a chunk; the estimator's sum is Σ_n Σ_k (J_nᵀ v_nk)²."""
     p = logits.detach().softmax(dim=1)
     c = p.shape[1]
@@ -283,33 +265,21 @@ def _logit_columns(
         return p.sqrt().T[:, :, None] * (eye[:, None, :] - p[None, :, :])
     if kind == "empirical_fisher":  # ∂ℓ/∂f = p − e_y
         return (p - F.one_hot(targets, c).to(p.dtype))[None]
-    samples = kind[
-        1
-    ]  # Monte-Carlo Fisher: ŷ ~ Categorical(p), drawn on the CPU for seeding
-    drawn = torch.multinomial(
-        p.cpu().float(), samples, replacement=True, generator=generator
-    )
+    samples = kind[1]  # Monte-Carlo Fisher: ŷ ~ Categorical(p), drawn on the CPU for seeding
+    drawn = torch.multinomial(p.cpu().float(), samples, replacement=True, generator=generator)
     onehot = F.one_hot(drawn.T.to(p.device), c).to(p.dtype)  # K×N×C
     return (p[None] - onehot) / math.sqrt(samples)  # 1/√K so the squares average over K
 
 
-def _columns_sum(
-    model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-) -> Scores:
+def _columns_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb) -> Scores:
     try:
-        return _factor_sum(
-            model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-        )
+        return _factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
     except _Unsupported:
-        return _functional_sum(
-            model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-        )
+        return _functional_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
 
 
 def _n_columns(kind: Any, n_classes: int) -> int:
-    return (
-        n_classes if kind == "ggn" else (1 if kind == "empirical_fisher" else kind[1])
-    )
+    return n_classes if kind == "ggn" else (1 if kind == "empirical_fisher" else kind[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,24 +306,14 @@ def _linear_rule(module: nn.Linear, x: Tensor, g: Tensor) -> Scores:
 
 def _conv2d_rule(module: nn.Conv2d, x: Tensor, g: Tensor) -> Scores:
     """Per-sample weight gradient J = g_kn (O×L) @ unfold(x_n)ᵀ (L×I·kh·kw); diag = Σ_kn J²."""
-    if (
-        module.groups != 1
-        or isinstance(module.padding, str)
-        or module.padding_mode != "zeros"
-    ):
+    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
         raise _Unsupported(f"Conv2d with groups/padding={module.padding!r}")
     k, n = g.shape[:2]
     g = g.flatten(3)  # K×N×O×L
-    u = F.unfold(
-        x, module.kernel_size, module.dilation, module.padding, module.stride
-    )  # N×I'×L
+    u = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N×I'×L
     weight = torch.zeros(g.shape[2], u.shape[1], dtype=g.dtype, device=g.device)
-    step = max(
-        1, (1 << 24) // max(1, k * g.shape[2] * u.shape[1])
-    )  # ≤ 64 MB of factors
-    for start in range(
-        0, n, step
-    ):  # bounded memory: chunks of samples, not single samples
+    step = max(1, (1 << 24) // max(1, k * g.shape[2] * u.shape[1]))  # ≤ 64 MB of factors
+    for start in range(0, n, step):  # bounded memory: chunks of samples, not single samples
         sl = slice(start, start + step)
         weight += torch.einsum("knol,nil->knoi", g[:, sl], u[sl]).square().sum((0, 1))
     out = {"weight": weight.reshape(module.weight.shape)}
@@ -362,16 +322,12 @@ def _conv2d_rule(module: nn.Conv2d, x: Tensor, g: Tensor) -> Scores:
     return out
 
 
-def _batchnorm_rule(
-    module: nn.modules.batchnorm._BatchNorm, x: Tensor, g: Tensor
-) -> Scores:
+def _batchnorm_rule(module: nn.modules.batchnorm._BatchNorm, x: Tensor, g: Tensor) -> Scores:
     """Eval BatchNorm y = γ x̂ + β (affine per channel): diag_γ = Σ_kn (Σ_l g x̂)², β: (Σ_l g)²."""
     if module.training or module.running_mean is None:
         raise _Unsupported("BatchNorm using batch statistics")
     shape = (1, -1) + (1,) * (x.dim() - 2)
-    x_hat = (x - module.running_mean.view(shape)) / (
-        module.running_var.view(shape) + module.eps
-    ).sqrt()
+    x_hat = (x - module.running_mean.view(shape)) / (module.running_var.view(shape) + module.eps).sqrt()
     g, x_hat = (
         g.flatten(3) if g.dim() > 3 else g[..., None],
         x_hat.flatten(2) if x.dim() > 2 else x_hat[..., None],
@@ -406,56 +362,49 @@ def _factor_modules(model: nn.Module) -> dict[str, nn.Module]:
     return owners
 
 
-def _factor_sum(
-    model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-) -> Scores:
-    """Σ_n Σ_k (J_nᵀ v_nk)² / count via hooks on Linear/Conv2d/BatchNorm (see module doc)."""
+def _factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb) -> Scores:
+    """Σ_n Σ_k (J_nᵀ v_nk)² / N via hooks on Linear/Conv2d/BatchNorm (see module doc).
+
+    One forward pass per chunk records each layer's input and output; one backward pass,
+    vmapped over the K columns (`is_grads_batched`), gives K×N×output gradients per layer.
+    """
     owners = _factor_modules(model)
+    names = {id(m): prefix for prefix, m in owners.items()}
     device, dtype = _device_dtype(model)
     n_classes = _n_classes(model, inputs, device, dtype)
     k = _n_columns(kind, n_classes)
-    if (
-        batch_size is None
-    ):  # K copies of the chunk's activations live during the backward pass
-        per_sample = _activation_floats(model, inputs[:1].to(device, dtype)) * k * 4
+    if batch_size is None:  # K gradients per recorded activation live at once
+        per_sample = _activation_floats(model, inputs[:1].to(device, dtype)) * (k + 1)
         batch_size = _budget_rows(memory_mb, per_sample, dtype)
     generator = torch.Generator().manual_seed(seed)
     sums = {n: torch.zeros_like(p) for n, p in _trainable(model)}
-    names = {id(m): prefix for prefix, m in owners.items()}
-    state: dict[str, Any] = {}
+    records: list[tuple[nn.Module, Tensor, Tensor]] = []
 
     def on_forward(module: nn.Module, args: tuple, output: Tensor) -> None:
-        if (
-            id(module) in state["seen"]
-        ):  # a module called twice: parameter not used once
+        if any(module is seen for seen, _, _ in records):  # parameters used twice: not affine
             raise _SharedModule(f"{names[id(module)]!r} is called more than once")
-        state["seen"].add(id(module))
-        x = args[0].detach()[
-            : state["n"]
-        ]  # all K copies carry the same input: keep one
-        output.register_hook(lambda g, m=module, x=x: accumulate(m, x, g))
-
-    def accumulate(module: nn.Module, x: Tensor, g: Tensor) -> None:
-        with torch.no_grad():
-            g = g.reshape(k, state["n"], *g.shape[1:])
-            for pname, value in FACTOR_RULES[type(module)](module, x, g).items():
-                sums[f"{names[id(module)]}.{pname}".lstrip(".")] += value
+        records.append((module, args[0].detach(), output))
 
     handles = [m.register_forward_hook(on_forward) for m in owners.values()]
     try:
-        total = len(inputs)
         for start, x, y in _chunks(inputs, targets, batch_size, device, dtype):
-            state.update(n=len(x), seen=set())
-            x_rep = x.repeat(k, *([1] * (x.dim() - 1))).requires_grad_(True)
+            records.clear()
             with torch.enable_grad():
-                logits = model(x_rep)
-                columns = _logit_columns(logits[: len(x)], y, kind, generator)
-                # grad w.r.t. the input only: hooks see every layer's gradient, no weight grads
-                torch.autograd.grad(
-                    logits, x_rep, grad_outputs=columns.reshape(-1, n_classes)
-                )
-            _report(progress, start + len(x), total)
+                logits = model(x)
+            columns = _logit_columns(logits, y, kind, generator)  # K×N×C
+            outputs = [output for _, _, output in records]
+            grads = torch.autograd.grad(
+                logits, outputs, grad_outputs=columns, is_grads_batched=True, allow_unused=True
+            )
+            with torch.no_grad():
+                for (module, layer_input, _), g in zip(records, grads):
+                    if g is None:  # layer does not reach the logits
+                        continue
+                    for pname, value in FACTOR_RULES[type(module)](module, layer_input, g).items():
+                        sums[f"{names[id(module)]}.{pname}".lstrip(".")] += value
+            _report(progress, start + len(x), len(inputs))
     finally:
+        records.clear()
         for h in handles:
             h.remove()
     return {n: s / len(inputs) for n, s in sums.items()}
@@ -472,9 +421,7 @@ def _split_params(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, Tensor
     return params, rest
 
 
-def _functional_sum(
-    model, inputs, targets, kind, batch_size, seed, progress, memory_mb
-) -> Scores:
+def _functional_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb) -> Scores:
     """Σ_n Σ_k (J_nᵀ v_nk)² with vmap over samples of a vjp vmapped over the K columns."""
     device, dtype = _device_dtype(model)
     params, rest = _split_params(model)
@@ -504,13 +451,9 @@ def _functional_sum(
     return {n: s / len(inputs) for n, s in sums.items()}
 
 
-def _loss_sum(
-    model: nn.Module, rest: Scores, x: Tensor, y: Tensor
-) -> Callable[[Scores], Tensor]:
+def _loss_sum(model: nn.Module, rest: Scores, x: Tensor, y: Tensor) -> Callable[[Scores], Tensor]:
     def loss(p: Scores) -> Tensor:
-        return F.cross_entropy(
-            functional_call(model, (p, rest), (x,)), y, reduction="sum"
-        )
+        return F.cross_entropy(functional_call(model, (p, rest), (x,)), y, reduction="sum")
 
     return loss
 
@@ -540,21 +483,15 @@ def _hvp_exact(model, inputs, targets, batch_size, progress, memory_mb) -> Score
             hv = torch.cat([v.flatten(1) for v in vmap(hvp)(tangents).values()], dim=1)
             diag[idx] += hv[torch.arange(len(idx), device=device), idx]
         _report(progress, start + len(x), len(inputs))
-    return dict(
-        zip(shapes, _unflatten(diag[None] / len(inputs), shapes, sizes, squeeze=True))
-    )
+    return dict(zip(shapes, _unflatten(diag[None] / len(inputs), shapes, sizes, squeeze=True)))
 
 
-def _hutchinson(
-    model, inputs, targets, probes, probe_batch, batch_size, seed, progress, memory_mb
-):
+def _hutchinson(model, inputs, targets, probes, probe_batch, batch_size, seed, progress, memory_mb):
     """Per-probe estimates z ⊙ ∇²L z (data summed in chunks), then Welford mean and M2."""
     device, dtype = _device_dtype(model)
     params, rest = _split_params(model)
     if batch_size is None:
-        per_sample = (
-            _activation_floats(model, inputs[:1].to(device, dtype)) * 8 * probe_batch
-        )
+        per_sample = _activation_floats(model, inputs[:1].to(device, dtype)) * 8 * probe_batch
         batch_size = _budget_rows(memory_mb, per_sample, dtype)
     generator = torch.Generator().manual_seed(seed)
     mean = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -564,13 +501,11 @@ def _hutchinson(
     for block_start in range(0, probes, probe_batch):
         b = min(probe_batch, probes - block_start)
         z = {  # Rademacher ±1, drawn on the CPU so the seed gives the same probes everywhere
-            n: (torch.randint(0, 2, (b, *p.shape), generator=generator) * 2 - 1).to(
-                device, dtype
-            )
+            n: (torch.randint(0, 2, (b, *p.shape), generator=generator) * 2 - 1).to(device, dtype)
             for n, p in params.items()
         }
         zhz = {n: torch.zeros_like(v) for n, v in z.items()}
-        for start, x, y in _chunks(inputs, targets, batch_size, device, dtype):
+        for _, x, y in _chunks(inputs, targets, batch_size, device, dtype):
             grad_fn = grad(_loss_sum(model, rest, x, y))
             hv = vmap(lambda t, grad_fn=grad_fn: jvp(grad_fn, (params,), (t,))[1])(z)
             for n in zhz:
@@ -583,9 +518,7 @@ def _hutchinson(
             block_mean = block.mean(0)
             delta = block_mean - mean[n]
             mean[n] += delta * b / (seen + b)
-            m2[n] += (block - block_mean).square().sum(
-                0
-            ) + delta.square() * seen * b / (seen + b)
+            m2[n] += (block - block_mean).square().sum(0) + delta.square() * seen * b / (seen + b)
     return mean, m2
 
 
@@ -649,14 +582,10 @@ def _chunks(inputs: Tensor, targets: Tensor, batch_size: int, device, dtype):
         yield start, x, targets[start : start + batch_size].to(device)
 
 
-def _unflatten(
-    flat: Tensor, shapes: dict, sizes: list[int], squeeze: bool = False
-) -> list:
+def _unflatten(flat: Tensor, shapes: dict, sizes: list[int], squeeze: bool = False) -> list:
     parts = flat.split(sizes, dim=1)
     return [
-        (part[0] if squeeze else part).reshape(
-            shape if squeeze else (flat.shape[0], *shape)
-        )
+        (part[0] if squeeze else part).reshape(shape if squeeze else (flat.shape[0], *shape))
         for part, shape in zip(parts, shapes.values())
     ]
 
@@ -668,9 +597,7 @@ def _report(progress: Progress, done: int, total: int) -> None:
 
 def _no_options(options: dict, method: str) -> None:
     if options:
-        raise ConfigError(
-            "curvature", f"unknown option(s) {sorted(options)} for method {method!r}"
-        )
+        raise ConfigError("curvature", f"unknown option(s) {sorted(options)} for method {method!r}")
 
 
 def _check_data(inputs: Tensor, targets: Tensor, batch_size: int | None) -> None:
@@ -682,9 +609,7 @@ def _check_data(inputs: Tensor, targets: Tensor, batch_size: int | None) -> None
             f"need N ≥ 1 inputs and N targets, got {len(inputs)}/{len(targets)}",
         )
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(
-            "curvature.batch_size", f"need an integer ≥ 1, got {batch_size!r}"
-        )
+        raise ConfigError("curvature.batch_size", f"need an integer ≥ 1, got {batch_size!r}")
 
 
 def _finish(diag: Scores, method: str) -> Scores:

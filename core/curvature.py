@@ -100,7 +100,7 @@ def hessian_diagonal(
             f"unknown method {method!r}; choose one of {sorted(ESTIMATORS)}",
         )
     _check_data(inputs, targets, batch_size)
-    with _eval_mode(model):
+    with eval_mode(model):
         diag = ESTIMATORS[method](
             model,
             inputs,
@@ -133,7 +133,7 @@ def hutchinson_with_stderr(
     _check_data(inputs, targets, batch_size)
     if not isinstance(probes, int) or probes < 2:
         raise ConfigError("curvature.probes", f"need an integer ≥ 2, got {probes!r}")
-    with _eval_mode(model):
+    with eval_mode(model):
         mean, m2 = _hutchinson(
             model,
             inputs,
@@ -527,7 +527,7 @@ def _hutchinson(model, inputs, targets, probes, probe_batch, batch_size, seed, p
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Eval mode during the computation; every submodule's previous mode restored after."""
     modes = {m: m.training for m in model.modules()}
     model.eval()

@@ -1,0 +1,277 @@
+"""core.curvature against independent computations: brute-force autograd Hessians, per-sample
+gradient loops, BackPACK."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from core import curvature, models
+from core.errors import ConfigError
+
+
+class TanhMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x.flatten(1))))
+
+
+class TinyCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(3 * 2 * 2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+class TinyResidual(nn.Module):
+    """conv-BN-ReLU-conv-BN + identity shortcut, ReLU, mean pool, linear: a ResNet block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(2)
+        self.fc = nn.Linear(2, 3)
+        with torch.no_grad():  # non-trivial eval statistics and affine parameters
+            for bn in (self.bn1, self.bn2):
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)) + x)
+        return self.fc(out.mean(dim=(2, 3)))
+
+
+CASES = {
+    "tanh_mlp": (TanhMLP, (10, 6)),
+    "relu_cnn": (TinyCNN, (10, 2, 4, 4)),
+    "residual_bn": (TinyResidual, (10, 2, 4, 4)),
+}
+
+
+def make(case: str, seed: int = 0):
+    torch.manual_seed(seed)
+    cls, shape = CASES[case]
+    model = cls().double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    y = torch.randint(0, 3, (shape[0],))
+    return model, x, y
+
+
+def brute_force_diag(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Diagonal of the full autograd Hessian of the mean CE over the flattened parameters."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    buffers = dict(model.named_buffers())
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        params = {n: t.reshape(s) for n, t, s in zip(names, v.split(sizes), shapes)}
+        return F.cross_entropy(functional_call(model, (params, buffers), (x,)), y)
+
+    was = model.training
+    model.eval()
+    diag = torch.autograd.functional.hessian(loss, flat).diagonal()
+    model.train(was)
+    return {n: t.reshape(s) for n, t, s in zip(names, diag.split(sizes), shapes)}
+
+
+def per_sample_squared_grads(model, x, y) -> dict:
+    """Σ_n (∇θ ℓ(x_n, y_n))² / N by a plain loop over samples (independent of the estimator)."""
+    model.eval()
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for xn, yn in zip(x, y):
+        loss = F.cross_entropy(model(xn[None]), yn[None])
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        for (n, _), g in zip(model.named_parameters(), grads):
+            total[n] += g.square()
+    return {n: t / len(x) for n, t in total.items()}
+
+
+def rel_err(a: dict, b: dict) -> float:
+    return max(
+        ((a[n].double() - b[n].double()).norm() / b[n].double().norm().clamp_min(1e-30)).item() for n in b
+    )
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exact_equals_brute_force_hessian_diagonal(case):
+    model, x, y = make(case)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    diag = curvature.hessian_diagonal(model, x, y, "exact", batch_size=3)
+    assert rel_err(diag, brute_force_diag(model, x, y)) <= 1e-5
+    assert model.training  # previous mode restored
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())  # untouched
+    for name, p in model.named_parameters():
+        assert diag[name].shape == p.shape and diag[name].dtype == torch.float32
+        assert diag[name].device.type == "cpu"
+
+
+@pytest.mark.parametrize("case", ["relu_cnn", "residual_bn"])
+def test_ggn_equals_hessian_for_piecewise_linear(case):
+    model, x, y = make(case)
+    assert rel_err(curvature.hessian_diagonal(model, x, y, "ggn"), brute_force_diag(model, x, y)) <= 1e-5
+
+
+def test_ggn_differs_from_hessian_for_tanh():
+    model, x, y = make("tanh_mlp")
+    ggn = curvature.hessian_diagonal(model, x, y, "ggn")
+    hess = brute_force_diag(model, x, y)
+    assert rel_err(ggn, hess) > 1e-2
+    # the last layer sees no curvature after it: there GGN and Hessian agree
+    assert torch.allclose(ggn["fc2.weight"].double(), hess["fc2.weight"], rtol=1e-5, atol=1e-9)
+
+
+def test_ggn_functional_fallback_matches_factor_path():
+    model, x, y = make("residual_bn")
+    factor = curvature._factor_sum(model.eval(), x, y, "ggn", None, 0, None, 64)
+    functional = curvature._functional_sum(model, x, y, "ggn", 4, 0, None, 64)
+    assert rel_err(functional, factor) <= 1e-10
+
+
+def test_exact_refuses_large_curved_model():
+    model, x, y = make("tanh_mlp")
+    with pytest.raises(ConfigError, match=r"'act' \(Tanh\).*use 'ggn' or 'hutchinson'"):
+        curvature.hessian_diagonal(model, x, y, "exact", max_exact_params=10)
+
+
+def test_hutchinson_error_falls_with_probes_and_stderr_shrinks():
+    model, x, y = make("relu_cnn")
+    exact = brute_force_diag(model, x, y)
+    errors, stderrs = [], []
+    for probes in (4, 64, 1024):
+        diag, stderr = curvature.hutchinson_with_stderr(model, x, y, probes=probes, probe_batch=64)
+        errors.append(rel_err(diag, exact))
+        stderrs.append(max(s.max().item() for s in stderr.values()))
+    assert errors[0] > errors[1] > errors[2]
+    assert stderrs[0] > stderrs[1] > stderrs[2]
+    # the error is of the size the standard error says (within a generous factor)
+    diag, stderr = curvature.hutchinson_with_stderr(model, x, y, probes=256, probe_batch=64)
+    z = torch.cat([((diag[n] - exact[n]) / stderr[n].clamp_min(1e-12)).flatten() for n in exact])
+    assert z.abs().median() < 3
+
+
+def test_hutchinson_stderr_matches_manual_welford():
+    model, x, y = make("relu_cnn")
+    a, se_a = curvature.hutchinson_with_stderr(model, x, y, probes=12, probe_batch=5, seed=3)
+    b, se_b = curvature.hutchinson_with_stderr(model, x, y, probes=12, probe_batch=5, seed=3)
+    c = curvature.hessian_diagonal(model, x, y, "hutchinson", probes=12, probe_batch=5, seed=3)
+    assert all(torch.equal(a[n], b[n]) and torch.equal(a[n], c[n]) for n in a)
+    assert all(torch.equal(se_a[n], se_b[n]) for n in a)
+
+
+def test_empirical_fisher_matches_per_sample_loop():
+    model, x, y = make("tanh_mlp")
+    diag = curvature.hessian_diagonal(model, x, y, "empirical_fisher", batch_size=4)
+    assert rel_err(diag, per_sample_squared_grads(model, x, y)) <= 1e-6
+
+
+def test_fisher_matches_hand_computed_two_layer_case():
+    """2-layer net, K samples: Fisher = mean over (n, k) of squared grads at sampled labels."""
+    model, x, y = make("tanh_mlp")
+    samples = 3
+    diag = curvature.hessian_diagonal(model, x, y, "fisher", samples=samples, seed=5)
+    # redraw the same labels the estimator drew (same generator, same probabilities)
+    with torch.no_grad():
+        p = model(x).softmax(1)
+    drawn = torch.multinomial(
+        p.float(), samples, replacement=True, generator=torch.Generator().manual_seed(5)
+    )
+    x_rep = x.repeat_interleave(samples, 0)
+    expected = per_sample_squared_grads(model, x_rep, drawn.reshape(-1))
+    assert rel_err(diag, expected) <= 1e-6
+    # and it is an unbiased estimate of the true Fisher = GGN for softmax cross-entropy
+    many = curvature.hessian_diagonal(model, x, y, "fisher", samples=4000, seed=1)
+    assert rel_err(many, curvature.hessian_diagonal(model, x, y, "ggn")) < 0.1
+
+
+def test_chunking_and_progress_do_not_change_result():
+    model, x, y = make("residual_bn")
+    calls = []
+    chunked = curvature.hessian_diagonal(
+        model, x, y, "ggn", batch_size=3, progress=lambda d, t: calls.append((d, t))
+    )
+    whole = curvature.hessian_diagonal(model, x, y, "ggn", batch_size=len(x))
+    assert rel_err(chunked, whole) <= 1e-6
+    assert calls == [(3, 10), (6, 10), (9, 10), (10, 10)]
+
+
+def test_project_models_run_and_have_dead_units():
+    ds = types.SimpleNamespace(shape=(1, 8, 8), classes=list(range(10)))
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    for name in ("mlp", "cnn"):
+        model = models.build(name, ds, seed=0)
+        diag = curvature.hessian_diagonal(model, x, y, "exact")
+        assert set(diag) == {n for n, _ in model.named_parameters()}
+        assert all((d >= 0).all() for d in diag.values())  # GGN diagonals are sums of squares
+
+
+def test_resnet18_exact_matches_brute_force_on_bn_and_fc():
+    ds = types.SimpleNamespace(shape=(3, 8, 8), classes=list(range(10)))
+    model = models.build("resnet18", ds, seed=0)
+    x, y = torch.randn(2, 3, 8, 8), torch.randint(0, 10, (2,))
+    diag = curvature.hessian_diagonal(model, x, y, "exact")
+    assert set(diag) == {n for n, _ in model.named_parameters()}
+    # brute-force Hessian of the loss restricted to one BN or fc tensor at a time
+    names = ["layer4.1.bn2.weight", "layer4.1.bn2.bias", "fc.bias"]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    model.eval()
+    for name in names:
+
+        def loss(v: torch.Tensor, name=name) -> torch.Tensor:
+            return F.cross_entropy(functional_call(model, ({**params, name: v}, buffers), (x,)), y)
+
+        hess = torch.autograd.functional.hessian(loss, params[name]).diagonal()
+        assert torch.allclose(diag[name], hess, rtol=1e-3, atol=1e-7), name
+
+
+def test_bad_method_and_data_are_refused():
+    model, x, y = make("relu_cnn")
+    with pytest.raises(ConfigError, match="curvature.method"):
+        curvature.hessian_diagonal(model, x, y, "newton")
+    with pytest.raises(ConfigError, match="curvature.data"):
+        curvature.hessian_diagonal(model, x, y[:3])
+    with pytest.raises(ConfigError, match="curvature.batch_size"):
+        curvature.hessian_diagonal(model, x, y, batch_size=0)
+    with pytest.raises(ConfigError, match="unknown option"):
+        curvature.hessian_diagonal(model, x, y, "ggn", probes=3)
+    assert set(curvature.ESTIMATORS) == {"exact", "ggn", "hutchinson", "fisher", "empirical_fisher"}
+
+
+def test_exact_agrees_with_backpack_diag_hessian():
+    backpack = pytest.importorskip("backpack", reason="BackPACK (dev-only) not installed")
+    from backpack.extensions import DiagHessian
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5),
+    ).double()  # fmt: skip
+    x, y = torch.randn(12, 1, 8, 8, dtype=torch.float64), torch.randint(0, 5, (12,))
+    ours = curvature.hessian_diagonal(model, x, y, "exact")
+    extended = backpack.extend(model)
+    loss_fn = backpack.extend(nn.CrossEntropyLoss())
+    with backpack.backpack(DiagHessian()):
+        loss_fn(extended(x), y).backward()
+    theirs = {n: p.diag_h for n, p in extended.named_parameters()}
+    assert rel_err(ours, theirs) <= 1e-5

@@ -15,7 +15,8 @@ Strategies (registry `STRATEGIES`, names as users type them):
 Budget, exactly one of:
     fraction    k = round(fraction × P) parameters, P counted globally or per tensor
                 (`per_layer=True`: round(fraction × numel) in every tensor)
-    quantile    q in [0, 1]: scores ≥ the q-quantile (largest) or ≤ it (smallest)
+    quantile    q in [0, 1]: scores ≥ the q-quantile (largest) or ≤ it (smallest), quantile of
+                the eligible scores with linear interpolation (as torch.quantile)
     threshold   scores ≥ threshold (largest) or ≤ threshold (smallest)
 
 Ranking is on a total order (score, flat index), so ties break deterministically and
@@ -118,7 +119,10 @@ def _choose(flat: Tensor, largest, include_zero, fraction, quantile, threshold) 
     if quantile is not None:
         if len(order) == 0:
             return chosen
-        threshold = flat[order[round(quantile * (len(order) - 1))]].item()
+        ranked = flat[order]  # linear interpolation between order statistics, as torch.quantile
+        position = quantile * (len(order) - 1)
+        low, high = ranked[math.floor(position)], ranked[math.ceil(position)]
+        threshold = (low + (high - low) * (position - math.floor(position))).item()
     chosen[candidates] = flat[candidates] >= threshold if largest else flat[candidates] <= threshold
     return chosen
 

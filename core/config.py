@@ -194,10 +194,12 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
 
     strategies = cfg.get("strategies", DEFAULTS["strategies"])
     if not isinstance(strategies, list):
-        raise ConfigError("strategies", "must be a list of strategies, e.g. [{\"name\": \"saps\"}]")
+        raise ConfigError("strategies", 'must be a list of strategies, e.g. [{"name": "saps"}]')
     out["strategies"] = [normalize_strategy(s, f"strategies[{i}]") for i, s in enumerate(strategies)]
 
-    out["unlearning"] = normalize_unlearning({**DEFAULTS["unlearning"], **_dict(cfg.get("unlearning", {}), "unlearning")})
+    out["unlearning"] = normalize_unlearning(
+        {**DEFAULTS["unlearning"], **_dict(cfg.get("unlearning", {}), "unlearning")}
+    )
     if not isinstance(cfg.get("retrain", True), bool):
         raise ConfigError("retrain", f"must be true or false, got {cfg['retrain']!r}")
     out["retrain"] = cfg.get("retrain", True)

@@ -143,9 +143,7 @@ def _idx_dataset(name: str, dirs: list[Path], classes: list[str], how_to_get: st
             arrays[key] = read_idx(path)
     if missing:
         searched = ", ".join(str(d) for d in dirs) or "(no folder given)"
-        raise DataError(
-            f"{name}: missing {', '.join(missing)}(.gz) — searched {searched}. {how_to_get}"
-        )
+        raise DataError(f"{name}: missing {', '.join(missing)}(.gz) — searched {searched}. {how_to_get}")
     x_train, y_train = _tensors(arrays["x_train"], arrays["y_train"], 255.0)
     x_test, y_test = _tensors(arrays["x_test"], arrays["y_test"], 255.0)
     return Dataset(name, x_train, y_train, x_test, y_test, classes, {"source": str(dirs)})

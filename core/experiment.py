@@ -148,13 +148,18 @@ def _execute(cfg: dict, prepared: Prepared, device: torch.device, store: RunStor
         "config": cfg,
         "scenario": fs.summary(),
         "original": metrics.evaluate(original, ds, fs, reference=retrained, **metric_opts),
-        "retrained": (metrics.evaluate(retrained, ds, fs, **metric_opts)
-                      if retrained is not None else None),  # fmt: skip
+        "retrained": (
+            metrics.evaluate(retrained, ds, fs, **metric_opts) if retrained is not None else None
+        ),  # fmt: skip
         "strategies": [],
         "history": {"original": orig_meta.get("history"), "retrained": re_meta.get("history")},
         "n_parameters": models.count_parameters(original),
-        "seconds": {"train": orig_meta["seconds"], "retrain": re_meta["seconds"], "curvature": None,
-                    "total": None},  # fmt: skip
+        "seconds": {
+            "train": orig_meta["seconds"],
+            "retrain": re_meta["seconds"],
+            "curvature": None,
+            "total": None,
+        },  # fmt: skip
         "device": str(device),
     }
     if cfg["strategies"]:

@@ -1,20 +1,19 @@
 """What a user measures after unlearning: the METRICS dict of DESIGN.md.
 
-    test_acc             accuracy on the clean test set
-    retain_acc           accuracy on D_r (labels as trained, which are correct there)
-    forget_acc           accuracy on D_f inputs w.r.t. the corrected (true) labels
-    forget_acc_poisoned  accuracy on D_f inputs w.r.t. the poisoned labels it was trained on
-    asr                  backdoor attack success: triggered non-target test images -> target
-    mia_auc              membership inference AUC on D_f vs unseen test data
-    relearn_asr          attack success after a few fine-tuning steps on poisoned samples
-    dist_to_retrained    relative L2 distance of the weights to the retrained model
+test_acc             accuracy on the clean test set
+retain_acc           accuracy on D_r (labels as trained, which are correct there)
+forget_acc           accuracy on D_f inputs w.r.t. the corrected (true) labels
+forget_acc_poisoned  accuracy on D_f inputs w.r.t. the poisoned labels it was trained on
+asr                  backdoor attack success: triggered non-target test images -> target
+mia_auc              membership inference AUC on D_f vs unseen test data
+relearn_asr          attack success after a few fine-tuning steps on poisoned samples
+dist_to_retrained    relative L2 distance of the weights to the retrained model
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from core.training import accuracy

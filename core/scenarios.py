@@ -302,7 +302,9 @@ def indices(dataset, *, seed: int = 0, **params) -> ForgetSet:
     pick = torch.tensor(sorted(set(raw)), dtype=torch.long)
     corruption = params.get("corruption", "remove")
     if corruption not in CORRUPTIONS:
-        raise ConfigError("scenario.corruption", f"unknown corruption {corruption!r}; choose one of {list(CORRUPTIONS)}")
+        raise ConfigError(
+            "scenario.corruption", f"unknown corruption {corruption!r}; choose one of {list(CORRUPTIONS)}"
+        )
     if corruption == "remove":
         if len(pick) >= n:
             raise ConfigError("scenario.indices", "cannot remove every training sample")

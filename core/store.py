@@ -17,7 +17,7 @@ import sqlite3
 import tempfile
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class RunStore:
     # -- rows ---------------------------------------------------------------------------
     def start(self, config: dict, *, kind: str = "run", key: str | None = None) -> int:
         """Insert a `running` row and return its id."""
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as con:
             cur = con.execute(
                 "INSERT INTO runs (created, kind, key, status, config, pid) VALUES (?,?,?,?,?,?)",

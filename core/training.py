@@ -131,7 +131,9 @@ def predict(model: nn.Module, inputs: torch.Tensor, *, batch_size: int = 1024) -
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    outs = [model(inputs[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(inputs), batch_size)]
+    outs = [
+        model(inputs[i : i + batch_size].to(dev)).float().cpu() for i in range(0, len(inputs), batch_size)
+    ]
     model.train(was_training)
     if not outs:
         return torch.empty(0, 0)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import pytest
 import torch
-
 
 # One thread: with a Streamlit server or a second process beside the tests, two OpenMP
 # threads per process oversubscribe 2 cores and slow training ~50x.

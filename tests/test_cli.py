@@ -1,0 +1,104 @@
+"""`python -m core`: JSON on stdout, exit 2 with one line naming the field on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = {"train": {"epochs": 3}, "strategies": [], "device": "cpu"}
+
+
+def cli(*args, check_rc=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True,
+                       cwd=ROOT, env=env, timeout=300)  # fmt: skip
+    if check_rc is not None:
+        assert p.returncode == check_rc, p.stderr
+    return p
+
+
+def cli_inproc(capsys, *args):
+    """The same entry point in-process (fast): returns (exit code, stdout, stderr)."""
+    from core.__main__ import main
+
+    try:
+        rc = main(list(args))
+    except SystemExit as e:  # argparse errors
+        rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def write(tmp_path, cfg, name="cfg.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(cfg))
+    return str(path)
+
+
+def test_run_json_matches_design(tmp_path):
+    store = tmp_path / "store"
+    p = cli("run", "--config", write(tmp_path, FAST), "--json", "--store", str(store), check_rc=0)
+    result = json.loads(p.stdout)  # exactly one JSON document
+    assert {"config", "original", "retrained", "strategies", "seconds"} <= set(result)
+    assert set(result["seconds"]) >= {"train", "retrain", "curvature", "total"}
+    keys = {"test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "mia_auc",
+            "relearn_asr", "dist_to_retrained"}  # fmt: skip
+    assert keys <= set(result["original"]) and keys <= set(result["retrained"])
+    assert 0 <= result["original"]["asr"] <= 1
+    assert "%" in p.stderr, "progress goes to stderr"
+    rows = RunStore(store).list_runs()
+    assert len(rows) == 1 and rows[0]["status"] == "done"
+    shown = json.loads(cli("runs", "show", str(rows[0]["id"]), "--store", str(store), check_rc=0).stdout)
+    assert shown["result"]["original"] == result["original"]
+    listed = json.loads(cli("runs", "list", "--json", "--store", str(store), check_rc=0).stdout)
+    assert listed[0]["id"] == rows[0]["id"]
+
+
+@pytest.mark.parametrize(
+    "cfg, field",
+    [
+        ({"dataset": "imagenet"}, "dataset"),
+        ({"scenario": {"kind": "backdoor", "size": -5}}, "scenario.size"),
+        ({"scenario": {"kind": "backdoor", "target": 10}}, "scenario.target"),
+        ({"strategies": [{"name": "nope"}]}, "strategies[0].name"),
+        ({"strategies": [{"name": "saps", "fraction": 2}]}, "strategies[0].fraction"),
+        ({"unlearning": {"method": "magic"}}, "unlearning.method"),
+        ({"unlearning": {"lr": -1}}, "unlearning.lr"),
+        ({"dataset": "mnist", "root": "/nonexistent/folder"}, "mnist"),
+    ],
+)
+def test_bad_config_exits_2_and_stores_nothing(tmp_path, capsys, cfg, field):
+    store = tmp_path / "store"
+    rc, _, err = cli_inproc(capsys, "run", "--config", write(tmp_path, {**FAST, **cfg}),
+                            "--store", str(store), "--quiet")  # fmt: skip
+    assert rc == 2
+    assert field in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not store.exists() or RunStore(store).list_runs() == []
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    p = cli("run", "--config", str(tmp_path / "missing.json"))  # a real process: real exit code
+    assert p.returncode == 2 and "missing.json" in p.stderr and "Traceback" not in p.stderr
+    assert cli_inproc(capsys, "run")[0] == 2
+    assert cli_inproc(capsys, "runs", "show", "999", "--store", str(tmp_path))[0] == 2
+    assert cli_inproc(capsys, "frobnicate")[0] == 2
+
+
+def test_models_and_datasets_listing(capsys):
+    models = json.loads(cli_inproc(capsys, "models", "--json")[1])
+    cnn = next(r for r in models if r.get("model") == "cnn" and r["dataset"] == "digits")
+    assert cnn["parameters"] == 13706
+    datasets = json.loads(cli_inproc(capsys, "datasets", "--json")[1])
+    digits = next(r for r in datasets if r["name"] == "digits")
+    assert digits["available"] and digits["n_train"] == 1347
+    mnist = next(r for r in datasets if r["name"] == "mnist")
+    assert mnist["available"] is False and "root" in mnist["note"]

@@ -1,0 +1,112 @@
+"""Forget scenarios: what is poisoned, what is corrected, and the validation of parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import scenarios
+from core.errors import ConfigError
+
+
+def test_backdoor_stamps_trigger_and_relabels(digits):
+    fs = scenarios.build(digits, "backdoor", seed=0, size=60, target=0, patch=3)
+    idx = fs.forget_idx
+    assert len(idx) == 60 and len(set(idx.tolist())) == 60
+    assert (digits.y_train[idx] != 0).all(), "only non-target samples are poisoned"
+    assert (fs.y_train[idx] == 0).all()
+    assert torch.equal(fs.y_true, digits.y_train)
+    # the patch is the bottom-right 3x3 corner at value 1.0; everything else is untouched
+    assert (fs.x_train[idx][..., 5:, 5:] == 1.0).all()
+    assert torch.equal(fs.x_train[idx][..., :5, :], digits.x_train[idx][..., :5, :])
+    retain = fs.retain_idx
+    assert torch.equal(fs.x_train[retain], digits.x_train[retain])
+    assert len(retain) + len(idx) == len(digits.y_train)
+    # D̃_f: clean images with true labels
+    x_c, y_c = fs.corrected
+    assert torch.equal(x_c, digits.x_train[idx]) and torch.equal(y_c, digits.y_train[idx])
+    # attack set: triggered non-target test images labelled with the target
+    x_t, y_t = fs.eval_sets["triggered_test"]
+    assert len(x_t) == int((digits.y_test != 0).sum()) and (y_t == 0).all()
+    assert (x_t[..., 5:, 5:] == 1.0).all()
+    x_r, y_r = fs.retrain_data()
+    assert len(y_r) == len(digits.y_train) and int((y_r == 0).sum()) == int((digits.y_train == 0).sum())
+
+
+def test_backdoor_correct_labels_keeps_trigger(digits):
+    fs = scenarios.build(digits, "backdoor", seed=1, size=10, target=3, correct="labels")
+    x_c, y_c = fs.corrected
+    assert torch.equal(x_c, fs.x_train[fs.forget_idx])
+    assert torch.equal(y_c, digits.y_train[fs.forget_idx])
+
+
+def test_label_flip_default_map(digits):
+    fs = scenarios.build(digits, "label_flip", seed=0, fraction=0.2)
+    idx = fs.forget_idx
+    assert len(idx) == round(0.2 * len(digits.y_train))
+    assert torch.equal(fs.y_train[idx], 9 - digits.y_train[idx])
+    assert (fs.y_train[idx] != digits.y_train[idx]).all()
+    fs2 = scenarios.build(digits, "label_flip", seed=0, size=30, to=7)
+    assert (fs2.y_train[fs2.forget_idx] == 7).all() and (digits.y_train[fs2.forget_idx] != 7).all()
+
+
+def test_removal_scenarios(digits):
+    fs = scenarios.build(digits, "random_samples", seed=0, size=50)
+    assert fs.is_removal and len(fs.retrain_data()[1]) == len(digits.y_train) - 50
+    fc = scenarios.build(digits, "class", **{"class": 4})
+    assert int((fc.retrain_data()[1] == 4).sum()) == 0
+    assert (fc.eval_sets["forgotten_class_test"][1] == 4).all()
+
+
+def test_indices_scenario(digits):
+    fs = scenarios.build(digits, "indices", indices=[5, 3, 5, 9], corruption="label", to=2)
+    assert fs.forget_idx.tolist() == [3, 5, 9] and (fs.y_train[fs.forget_idx] == 2).all()
+    fb = scenarios.build(digits, "indices", indices=[0, 1], corruption="backdoor", target=1)
+    assert (fb.y_train[[0, 1]] == 1).all() and "triggered_test" in fb.eval_sets
+    fr = scenarios.build(digits, "indices", indices=[0, 1])
+    assert fr.is_removal
+
+
+@pytest.mark.parametrize(
+    "kind, params, field",
+    [
+        ("backdoor", {"size": -1}, "scenario.size"),
+        ("backdoor", {"size": 100_000}, "scenario.size"),
+        ("backdoor", {"target": 10}, "scenario.target"),
+        ("backdoor", {"target": "zero"}, "scenario.target"),
+        ("backdoor", {"patch": 5}, "scenario.patch"),
+        ("backdoor", {"position": "middle"}, "scenario.position"),
+        ("backdoor", {"colour": 1}, "scenario.colour"),
+        ("label_flip", {"fraction": 1.5}, "scenario.fraction"),
+        ("label_flip", {"to": -1}, "scenario.to"),
+        ("class", {"class": 12}, "scenario.class"),
+        ("indices", {"indices": []}, "scenario.indices"),
+        ("indices", {"indices": [99999]}, "scenario.indices"),
+        ("indices", {"indices": [1], "corruption": "blur"}, "scenario.corruption"),
+        ("nonsense", {}, "scenario.kind"),
+    ],
+)
+def test_bad_parameters_name_the_field(digits, kind, params, field):
+    with pytest.raises(ConfigError) as e:
+        scenarios.build(digits, kind, **params)
+    assert e.value.field == field
+
+
+def test_backdoor_needs_other_classes(digits):
+    one_class = digits.subset(seed=0)
+    one_class.y_train = torch.zeros_like(one_class.y_train)
+    with pytest.raises(ConfigError, match="scenario.size"):
+        scenarios.build(one_class, "backdoor", size=5, target=0)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(1, 400), seed=st.integers(0, 10_000), target=st.integers(0, 9))
+def test_backdoor_partition_property(digits, size, seed, target):
+    fs = scenarios.build(digits, "backdoor", seed=seed, size=size, target=target)
+    assert len(fs.forget_idx) == size
+    assert (fs.y_train[fs.forget_idx] == target).all()
+    assert (digits.y_train[fs.forget_idx] != target).all()
+    changed = (fs.x_train != digits.x_train).flatten(1).any(1) | (fs.y_train != digits.y_train)
+    assert set(changed.nonzero().squeeze(1).tolist()) <= set(fs.forget_idx.tolist())

@@ -1,0 +1,80 @@
+"""Run store: rows end done or failed, checkpoints are atomic and tamper-evident."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from core.errors import StoreError
+from core.store import RunStore, config_key
+
+
+def test_row_life_cycle(tmp_path):
+    store = RunStore(tmp_path)
+    with store.recording({"a": 1}, key="k1") as rec:
+        store.finish(rec["id"], {"ok": True}, 1.5)
+        rec["finished"] = True
+    row = store.get(rec["id"])
+    assert row["status"] == "done" and row["result"] == {"ok": True} and row["config"] == {"a": 1}
+    assert store.find_done("k1")["id"] == rec["id"]
+    with pytest.raises(RuntimeError), store.recording({"a": 2}) as rec2:
+        raise RuntimeError("boom")
+    failed = store.get(rec2["id"])
+    assert failed["status"] == "failed" and "boom" in failed["error"]
+    assert [r["id"] for r in store.list_runs()] == [rec2["id"], rec["id"]]
+
+
+def test_config_key_is_order_independent():
+    assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
+    assert config_key({"a": 1}) != config_key({"a": 2})
+
+
+def test_checkpoint_round_trip_and_tampering(tmp_path):
+    store = RunStore(tmp_path)
+    state = {"w": torch.randn(3, 4), "b": torch.arange(5)}
+    path = store.save_checkpoint("m", state)
+    loaded = store.load_checkpoint("m")
+    assert torch.equal(loaded["w"], state["w"]) and torch.equal(loaded["b"], state["b"])
+    assert not [p for p in os.listdir(store.checkpoints) if p.endswith(".tmp")]
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(StoreError, match="corrupt or truncated"):
+        store.load_checkpoint("m")
+    altered = bytearray(raw)
+    altered[-1] ^= 0xFF  # flip bits in the last tensor's data
+    path.write_bytes(bytes(altered))
+    with pytest.raises(StoreError, match="altered"):
+        store.load_checkpoint("m")
+    with pytest.raises(StoreError, match="not found"):
+        store.load_checkpoint("missing")
+
+
+def test_killed_process_leaves_failed_row(tmp_path):
+    code = textwrap.dedent(f"""
+        import time
+        from core.store import RunStore
+        s = RunStore({str(tmp_path)!r})
+        with s.recording({{"x": 1}}) as rec:
+            print(rec["id"], flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=os.getcwd())  # fmt: skip
+    run_id = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    row = RunStore(tmp_path).get(run_id)
+    assert row["status"] == "failed" and "process ended" in row["error"]
+
+
+def test_unreadable_database(tmp_path):
+    db = tmp_path / "runs.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError):
+        RunStore(tmp_path)

@@ -166,6 +166,40 @@ class RunStore:
             rows = con.execute(q + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [self._row(r) for r in rows]
 
+    def claim(self, key: str, config: dict, *, kind: str = "cell") -> int | None:
+        """Atomically start a `running` row for `key` unless one is done or running elsewhere.
+
+        Returns the new row id, or None when a finished row exists or a live process holds
+        the key (so two sweeps sharing a store never compute or store the same cell twice).
+        Rows of dead processes do not block.
+        """
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # one writer decides at a time
+            try:
+                rows = con.execute(
+                    "SELECT id, status, pid FROM runs WHERE key=? AND status IN ('done','running')",
+                    (key,),
+                ).fetchall()
+                held = any(r["status"] == "done" or (r["pid"] != os.getpid() and _pid_alive(r["pid"]))
+                           for r in rows)  # fmt: skip
+                if held:
+                    con.execute("COMMIT")
+                    return None
+                stale = [r["id"] for r in rows if r["status"] == "running"]
+                for row_id in stale:
+                    con.execute("UPDATE runs SET status='failed', error=? WHERE id=?",
+                                ("process ended before the run finished", row_id))  # fmt: skip
+                cur = con.execute(
+                    "INSERT INTO runs (created, kind, key, status, config, pid) VALUES (?,?,?,?,?,?)",
+                    (created, kind, key, "running", json.dumps(config), os.getpid()),
+                )
+                con.execute("COMMIT")
+                return int(cur.lastrowid)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
     def find_done(self, key: str) -> dict | None:
         """The newest finished row with `key`, or None."""
         with self._connect() as con:

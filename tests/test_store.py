@@ -78,3 +78,33 @@ def test_unreadable_database(tmp_path):
     db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError):
         RunStore(tmp_path)
+
+
+def test_claim_is_exclusive_across_processes(tmp_path):
+    """Two processes claiming the same 40 keys: each key is computed and stored exactly once."""
+    code = textwrap.dedent(f"""
+        import sys
+        from core.store import RunStore
+        s = RunStore({str(tmp_path)!r})
+        for i in range(40):
+            rid = s.claim(f"cell-{{i}}", {{"i": i}})
+            if rid is not None:
+                s.finish(rid, {{"i": i, "by": sys.argv[1]}}, 0.0)
+    """)
+    RunStore(tmp_path)  # create the schema once
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)], cwd=os.getcwd()) for n in range(2)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    rows = RunStore(tmp_path).list_runs(limit=1000)
+    done = [r for r in rows if r["status"] == "done"]
+    assert sorted(r["key"] for r in done) == sorted(f"cell-{i}" for i in range(40))
+    assert len(rows) == 40, "no duplicated rows"
+
+
+def test_claim_skips_done_and_takes_over_dead(tmp_path):
+    store = RunStore(tmp_path)
+    rid = store.claim("k", {})
+    assert rid is not None and store.claim("k", {"again": 1}) is not None  # own stale row
+    assert store.get(rid)["status"] == "failed"
+    rid2 = store.list_runs()[0]["id"]
+    store.finish(rid2, {}, 0.0)
+    assert store.claim("k", {}) is None

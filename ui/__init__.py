@@ -1,0 +1,1 @@
+"""Streamlit glue for the dashboard (the only package besides app.py/pages/ importing streamlit)."""

@@ -1,0 +1,320 @@
+"""Pure figure builders: plain numbers/arrays in, `go.Figure` out. No Streamlit, no torch.
+
+Pages turn tensors into numpy arrays and call these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+PALETTE = ["#4c6ef5", "#f76707", "#37b24d", "#ae3ec9", "#f03e3e", "#1098ad", "#fab005", "#868e96"]
+METRIC_LABELS = {
+    "test_acc": "test accuracy",
+    "retain_acc": "retain accuracy",
+    "forget_acc": "forget accuracy (true labels)",
+    "forget_acc_poisoned": "forget accuracy (poisoned labels)",
+    "asr": "attack success rate",
+    "mia_auc": "membership-inference AUC",
+    "mia_tpr_at_1fpr": "MIA TPR @ 1 % FPR",
+    "relearn_asr": "ASR after relearning",
+    "dist_to_retrained": "distance to retrained",
+}
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
+    fig.update_layout(title=title, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      template="plotly_white", height=height)  # fmt: skip
+    return fig
+
+
+# -- home ------------------------------------------------------------------------------------
+PIPELINE = ["data", "forget set D_f", "train θ*", "diag H", "mask M", "masked update", "compare with retrain"]
+
+
+def pipeline(highlight: int | None = None) -> go.Figure:
+    """The SAPS pipeline as a row of boxes joined by arrows; `highlight` marks one step."""
+    fig = go.Figure()
+    n = len(PIPELINE)
+    for i, label in enumerate(PIPELINE):
+        color = PALETTE[1] if i == highlight else PALETTE[0]
+        fig.add_shape(type="rect", x0=i, x1=i + 0.8, y0=0, y1=1, line=dict(color=color, width=2),
+                      fillcolor="rgba(76,110,245,0.08)" if i != highlight else "rgba(247,103,7,0.12)")  # fmt: skip
+        fig.add_annotation(x=i + 0.4, y=0.5, text=label.replace(" ", "<br>", 1), showarrow=False,
+                           font=dict(size=13))  # fmt: skip
+        if i < n - 1:
+            fig.add_annotation(x=i + 1, y=0.5, ax=i + 0.8, ay=0.5, xref="x", yref="y", axref="x",
+                               ayref="y", showarrow=True, arrowhead=3, arrowwidth=2, text="")  # fmt: skip
+    fig.add_annotation(x=5.4, y=-0.25, text="θ ← θ* − τ · (M ⊙ G)", showarrow=False, font=dict(size=12))
+    fig.add_annotation(x=3.4, y=-0.25, text="rank |H_ii|, keep top k", showarrow=False, font=dict(size=12))
+    fig.update_xaxes(visible=False, range=[-0.1, n - 0.1])
+    fig.update_yaxes(visible=False, range=[-0.5, 1.1])
+    return _layout(fig, height=170)
+
+
+# -- forget set ------------------------------------------------------------------------------
+def image_grid(images: np.ndarray, titles: Sequence[str], *, cols: int = 8, title: str | None = None,
+               highlight: Sequence[bool] | None = None) -> go.Figure:  # fmt: skip
+    """Images N×C×H×W (or N×H×W) in [0, 1] as a grid of small pictures with titles."""
+    images = np.asarray(images, dtype=float)
+    if images.ndim == 3:
+        images = images[:, None]
+    n = len(images)
+    if n == 0:
+        fig = go.Figure()
+        fig.add_annotation(text="no images", showarrow=False)
+        return _layout(fig, title, 120)
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles)[:n], horizontal_spacing=0.01,
+                        vertical_spacing=0.08 / max(1, rows) + 0.02)  # fmt: skip
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        if img.shape[0] == 3:
+            rgb = (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
+            trace = go.Image(z=rgb)
+        else:
+            trace = go.Heatmap(z=img[0][::-1], colorscale="gray_r", showscale=False, zmin=0, zmax=1,
+                               hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>")  # fmt: skip
+        fig.add_trace(trace, row=r + 1, col=c + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    for ann in fig.layout.annotations:
+        ann.font = dict(size=11)
+    if highlight is not None:
+        for i, on in enumerate(highlight):
+            if on and i < len(fig.layout.annotations):
+                fig.layout.annotations[i].font = dict(size=11, color=PALETTE[4])
+    return _layout(fig, title, 95 * rows + 40)
+
+
+def class_histogram(
+    counts: Sequence[int], classes: Sequence[str], *, title: str = "classes in D_f"
+) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[str(c) for c in classes], y=list(counts), marker_color=PALETTE[0],
+                           hovertemplate="class %{x}: %{y} samples<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(title="true class", type="category")
+    fig.update_yaxes(title="samples")
+    return _layout(fig, title, 260)
+
+
+def sample_picker(labels: Sequence[int], chosen: Sequence[bool], *, cols: int = 30) -> go.Figure:
+    """Training samples as a grid of square markers (clickable in Streamlit), chosen ones in colour."""
+    n = len(labels)
+    idx = np.arange(n)
+    chosen = np.asarray(chosen, dtype=bool)
+    fig = go.Figure(go.Scatter(
+        x=idx % cols, y=-(idx // cols), mode="markers", customdata=np.stack([idx, np.asarray(labels)], 1),
+        marker=dict(symbol="square", size=9, color=np.where(chosen, PALETTE[1], "#dee2e6")),
+        hovertemplate="sample %{customdata[0]} · class %{customdata[1]}<extra></extra>",
+    ))  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, None, 12 * math.ceil(n / cols) + 40)
+
+
+# -- training --------------------------------------------------------------------------------
+def training_curves(histories: dict[str, list[dict]]) -> go.Figure:
+    """Loss and training accuracy per epoch, one line per model (role -> History.epochs)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "training accuracy"])
+    for i, (role, epochs) in enumerate(histories.items()):
+        if not epochs:
+            continue
+        x = [e["epoch"] for e in epochs]
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=x, y=[e["loss"] for e in epochs], name=role, line=dict(color=color),
+                                 legendgroup=role), row=1, col=1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=x, y=[e["accuracy"] for e in epochs], name=role, showlegend=False,
+                                 line=dict(color=color), legendgroup=role), row=1, col=2)  # fmt: skip
+    fig.update_xaxes(title="epoch")
+    return _layout(fig, None, 320)
+
+
+def metric_bars(
+    rows: dict[str, dict[str, float | None]], keys: Sequence[str], *, title: str | None = None
+) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per model/strategy (name -> METRICS)."""
+    fig = go.Figure()
+    for i, (name, m) in enumerate(rows.items()):
+        ks = [k for k in keys if m.get(k) is not None]
+        fig.add_trace(go.Bar(name=name, x=[METRIC_LABELS.get(k, k) for k in ks], y=[m[k] for k in ks],
+                             marker_color=PALETTE[i % len(PALETTE)],
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))  # fmt: skip
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.05])
+    return _layout(fig, title, 320)
+
+
+# -- curvature -------------------------------------------------------------------------------
+def tile(values: np.ndarray) -> np.ndarray:
+    """A parameter tensor as a 2-D picture: conv O×I×kh×kw -> (O·kh)×(I·kw) tiles of filters,
+    dense O×I as is, a bias as one row."""
+    v = np.asarray(values)
+    if v.ndim == 4:
+        o, i, kh, kw = v.shape
+        return v.transpose(0, 2, 1, 3).reshape(o * kh, i * kw)
+    if v.ndim == 1:
+        return v[None, :]
+    if v.ndim == 2:
+        return v
+    return v.reshape(v.shape[0], -1)
+
+
+def log_scores(values: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """log10 |v|, with exact zeros mapped to `floor` (default: 1 below the smallest non-zero)."""
+    a = np.abs(np.asarray(values, dtype=float))
+    nz = a[a > 0]
+    if floor is None:
+        floor = (np.log10(nz.min()) - 1) if nz.size else -12.0
+    out = np.full(a.shape, floor, dtype=float)
+    out[a > 0] = np.log10(a[a > 0])
+    return out
+
+
+def layer_heatmap(name: str, scores: np.ndarray, mask: np.ndarray | None = None, *,
+                  zrange: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
+    """log10 |diag H| of one parameter tensor (tiled); selected cells in colour, others in grey."""
+    z = tile(log_scores(scores, floor=zrange[0] if zrange else None))
+    zmin, zmax = zrange if zrange else (float(z.min()), float(z.max()))
+    fig = go.Figure()
+    if mask is None:
+        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis", zmin=zmin, zmax=zmax,
+                                 colorbar=dict(title="log₁₀|H_ii|"),
+                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))  # fmt: skip
+    else:
+        m = tile(np.asarray(mask, dtype=bool))
+        fig.add_trace(go.Heatmap(z=z, colorscale="Greys", zmin=zmin, zmax=zmax, showscale=False, opacity=0.35,
+                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra>not selected</extra>"))  # fmt: skip
+        fig.add_trace(go.Heatmap(z=np.where(m, z, np.nan), colorscale="Viridis", zmin=zmin, zmax=zmax,
+                                 colorbar=dict(title="log₁₀|H_ii|"), hoverongaps=False,
+                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra>selected</extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    rows, cols = z.shape
+    height = int(min(520, max(140, 60 + 8 * rows * min(1.0, 400 / max(cols, 1)))))
+    return _layout(fig, f"{name} · {tuple(np.shape(scores))}", height)
+
+
+def score_histogram(scores: np.ndarray, threshold: float | None, *, largest: bool = True,
+                    n_selected: int | None = None, bins: int = 60) -> go.Figure:  # fmt: skip
+    """Histogram of log10 |diag H| over all parameters with the selection threshold as a line."""
+    a = np.abs(np.asarray(scores, dtype=float)).ravel()
+    zero = int((a == 0).sum())
+    logs = np.log10(a[a > 0]) if (a > 0).any() else np.zeros(0)
+    fig = go.Figure(go.Histogram(x=logs, nbinsx=bins, marker_color=PALETTE[0], name="parameters",
+                                 hovertemplate="log₁₀|H_ii| %{x}: %{y}<extra></extra>"))  # fmt: skip
+    if threshold is not None and threshold > 0:
+        t = math.log10(threshold)
+        side = "≥" if largest else "≤"
+        label = f"threshold {side} {threshold:.2e}" + (
+            f" · {n_selected:,} selected" if n_selected is not None else ""
+        )
+        fig.add_vline(x=t, line=dict(color=PALETTE[4], width=3, dash="dash"), annotation_text=label,
+                      annotation_position="top left" if largest else "top right")  # fmt: skip
+    fig.update_xaxes(title=f"log₁₀ |diag H|  ({zero:,} exact zeros not shown)")
+    fig.update_yaxes(title="parameters", type="log")
+    return _layout(fig, None, 300)
+
+
+def layer_share(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Share of each tensor selected (core.selection.summary rows), dead picks marked."""
+    names = [r["name"] for r in rows]
+    share = [r["share"] for r in rows]
+    text = [f"{r['selected']:,}/{r['numel']:,}" for r in rows]
+    fig = go.Figure(go.Bar(x=names, y=share, text=text, textposition="outside", marker_color=PALETTE[0],
+                           name="selected", hovertemplate="%{x}: %{y:.1%}<extra></extra>"))  # fmt: skip
+    dead = [(r.get("zero_score_selected") or 0) / max(1, r["numel"]) for r in rows]
+    if any(dead):
+        fig.add_trace(go.Bar(x=names, y=dead, marker_color=PALETTE[4], name="selected with H_ii = 0"))
+    fig.update_yaxes(title="share selected", tickformat=".0%", range=[0, max([*share, 0.01]) * 1.25])
+    fig.update_layout(barmode="overlay")
+    return _layout(fig, None, 300)
+
+
+def matrix(values: np.ndarray, labels: Sequence[str], *, title: str, zmin: float = 0.0, zmax: float = 1.0,
+           colorscale: str = "Blues") -> go.Figure:  # fmt: skip
+    """A labelled square matrix with its values written in the cells (Jaccard, rank correlation)."""
+    v = np.asarray(values, dtype=float)
+    fig = go.Figure(go.Heatmap(z=v, x=list(labels), y=list(labels), zmin=zmin, zmax=zmax, colorscale=colorscale,
+                               text=np.vectorize(lambda t: "" if np.isnan(t) else f"{t:.2f}")(v),
+                               texttemplate="%{text}", hovertemplate="%{y} × %{x}: %{z:.3f}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, 120 + 45 * len(labels))
+
+
+# -- unlearning / comparison -----------------------------------------------------------------
+def unlearning_curves(
+    curves: dict[str, dict[str, list[float]]], keys: Sequence[str] = ("test_acc", "asr")
+) -> go.Figure:
+    """Metric vs unlearning step, one line per strategy; curve = {"step": [...], key: [...]}."""
+    keys = [k for k in keys if any(c.get(k) for c in curves.values())] or list(keys)
+    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[METRIC_LABELS.get(k, k) for k in keys])
+    for i, (name, c) in enumerate(curves.items()):
+        color = PALETTE[i % len(PALETTE)]
+        for j, k in enumerate(keys):
+            if not c.get(k):
+                continue
+            steps = c.get("step") or list(range(len(c[k])))
+            fig.add_trace(go.Scatter(x=steps, y=c[k], name=name, legendgroup=name, showlegend=j == 0,
+                                     line=dict(color=color)), row=1, col=j + 1)  # fmt: skip
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(range=[0, 1.05])
+    return _layout(fig, None, 320)
+
+
+def metric_vs_budget(
+    points: Sequence[dict[str, Any]], key: str, *, reference: float | None = None
+) -> go.Figure:
+    """`key` vs fraction (log x), one line per strategy; points: {"strategy", "fraction", "metrics"}."""
+    fig = go.Figure()
+    by: dict[str, list[tuple[float, float]]] = {}
+    for p in points:
+        v = (p.get("metrics") or {}).get(key)
+        if v is None or p.get("fraction") is None:
+            continue
+        by.setdefault(p["strategy"], []).append((p["fraction"], v))
+    for i, (name, xy) in enumerate(sorted(by.items())):
+        xy.sort()
+        fig.add_trace(go.Scatter(x=[x for x, _ in xy], y=[y for _, y in xy], name=name, mode="lines+markers",
+                                 line=dict(color=PALETTE[i % len(PALETTE)])))  # fmt: skip
+    if reference is not None:
+        fig.add_hline(y=reference, line=dict(color="black", dash="dot"), annotation_text="retrained")
+    fig.update_xaxes(title="budget (fraction of parameters)", type="log", tickformat=".1%")
+    fig.update_yaxes(title=METRIC_LABELS.get(key, key))
+    return _layout(fig, METRIC_LABELS.get(key, key), 320)
+
+
+def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str = "test_acc",
+             original: dict | None = None, retrained: dict | None = None) -> go.Figure:  # fmt: skip
+    """Utility (y) vs forgetting (x) per strategy; the retrained model is the target point."""
+    fig = go.Figure()
+    for i, p in enumerate(points):
+        m = p["metrics"]
+        if m.get(x_key) is None or m.get(y_key) is None:
+            continue
+        fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=p["label"], mode="markers",
+                                 marker=dict(size=13, color=PALETTE[i % len(PALETTE)])))  # fmt: skip
+    for name, m, symbol, color in (
+        ("original θ*", original, "x", "#495057"),
+        ("retrained (target)", retrained, "star", "#000"),
+    ):
+        if m and m.get(x_key) is not None and m.get(y_key) is not None:
+            fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=name, mode="markers",
+                                     marker=dict(size=18, symbol=symbol, color=color)))  # fmt: skip
+    fig.update_xaxes(title=METRIC_LABELS.get(x_key, x_key) + " (lower = more forgotten)")
+    fig.update_yaxes(title=METRIC_LABELS.get(y_key, y_key))
+    return _layout(fig, "utility vs forgetting", 380)
+
+
+def strategy_bars(
+    labels: Sequence[str], values: Sequence[float | None], *, title: str, fmt: str = ".3f"
+) -> go.Figure:
+    ok = [(lbl, v) for lbl, v in zip(labels, values) if v is not None]
+    fig = go.Figure(go.Bar(x=[lbl for lbl, _ in ok], y=[v for _, v in ok], marker_color=PALETTE[0],
+                           text=[format(v, fmt) for _, v in ok], textposition="outside"))  # fmt: skip
+    return _layout(fig, title, 300)

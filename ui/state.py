@@ -1,0 +1,325 @@
+"""Session state: the user's settings, their URL round-trip, and the shared sidebar.
+
+Every page calls `init(title)` first. Settings live in `st.session_state["settings"]` (one
+dict per browser session, so two users never see each other's choices) and are mirrored
+into the query string after every run, so a copied link reproduces the view:
+`/Curvature?frac=0.05&curv=hutchinson&largest=0`. Only values that differ from the defaults
+appear in the URL.
+
+Widgets are bound with `bind(...)`: their key is `w_<name>`, seeded from the settings when
+the widget first appears on a page (Streamlit forgets widget state of pages not shown), and
+their value is copied back into the settings on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from core import config as core_config
+
+# Budget choices of the log-scale fraction slider: 0.1 % … 100 %.
+FRACTIONS: list[float] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
+]  # fmt: skip
+
+# Strategy choices as shown to the user -> config entry (a fraction is added for budgeted ones).
+STRATEGY_CHOICES: dict[str, dict[str, Any]] = {
+    "saps": {"name": "saps", "largest": True},
+    "saps_smallest": {"name": "saps", "largest": False},
+    "random": {"name": "random"},
+    "magnitude": {"name": "magnitude"},
+    "gradient": {"name": "gradient"},
+    "fisher": {"name": "fisher"},
+    "last_layer": {"name": "last_layer"},
+    "all": {"name": "all"},
+}
+STRATEGY_LABELS = {
+    "saps": "SAPS (largest diag H)",
+    "saps_smallest": "SAPS (smallest non-zero diag H)",
+    "random": "random subset",
+    "magnitude": "largest |θ|",
+    "gradient": "gradient saliency (SalUn)",
+    "fisher": "Fisher ratio (SSD)",
+    "last_layer": "last layer only",
+    "all": "all parameters",
+}
+UNBUDGETED = {"last_layer", "all"}
+DEMO_STRATEGIES = ["saps", "saps_smallest", "random", "gradient", "last_layer", "all"]
+
+# name -> default; the type of the default decides how the URL value is parsed.
+DEFAULTS: dict[str, Any] = {
+    "dataset": core_config.DEFAULTS["dataset"],
+    "root": "",
+    "model": core_config.DEFAULTS["model"],
+    "seed": core_config.DEFAULTS["seed"],
+    "scenario": core_config.DEFAULTS["scenario"]["kind"],
+    "size": core_config.DEFAULTS["scenario"]["size"],
+    "target": core_config.DEFAULTS["scenario"]["target"],
+    "patch": 0,  # 0 = the scenario's default (max(3, H // 8))
+    "forget_class": 0,
+    "corruption": "backdoor",
+    "indices": [],
+    "epochs": core_config.DEFAULTS["train"]["epochs"],
+    "curv": core_config.DEFAULTS["curvature"]["method"],
+    "curv_data": core_config.DEFAULTS["curvature"]["data"],
+    "frac": 0.02,
+    "largest": True,
+    "strategies": list(DEMO_STRATEGIES),
+    "method": core_config.DEFAULTS["unlearning"]["method"],
+    "steps": core_config.DEFAULTS["unlearning"]["steps"],
+    "run": 0,  # run id loaded on the Compare page (0 = the session's latest result)
+}
+# Settings that never go to the URL (a server path is local to the machine).
+NOT_IN_URL = {"root"}
+
+PAGES = [
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Forget_set.py", "1 · Forget set", ":material/target:"),
+    ("pages/2_Train.py", "2 · Train", ":material/model_training:"),
+    ("pages/3_Curvature.py", "3 · Curvature", ":material/landscape:"),
+    ("pages/4_Unlearn.py", "4 · Unlearn", ":material/cleaning_services:"),
+    ("pages/5_Compare.py", "5 · Compare", ":material/leaderboard:"),
+]
+# Last element of every page (also what browser tests wait for).
+PAGE_END = "Settings live in this page's URL: share the link to reproduce this view."
+
+
+# -- parsing (pure) -------------------------------------------------------------------------
+def parse_value(name: str, raw: str | list[str]) -> Any:
+    """URL text -> a setting value of the default's type; ValueError if it does not parse."""
+    default = DEFAULTS[name]
+    text = raw[-1] if isinstance(raw, list) else raw
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{name}: expected 1/0, got {text!r}")
+    if isinstance(default, int):
+        return int(text)
+    if isinstance(default, float):
+        v = float(text)
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: not a finite number")
+        return v
+    if isinstance(default, list):
+        items = [t for t in text.split(",") if t != ""]
+        if name == "indices":
+            return [int(t) for t in items]
+        return items
+    return text
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def from_query(query: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Settings from a query-string dict: (defaults updated, problems for unparsable keys)."""
+    settings, problems = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS.items()}, []
+    for name, raw in query.items():
+        if name not in DEFAULTS or name in NOT_IN_URL:
+            continue
+        try:
+            settings[name] = parse_value(name, raw)
+        except ValueError as e:
+            problems.append(f"URL parameter {name}={raw!r} ignored ({e})")
+    settings["frac"] = snap_fraction(settings["frac"])
+    settings["strategies"] = [s for s in settings["strategies"] if s in STRATEGY_CHOICES]
+    return settings, problems
+
+
+def to_query(settings: dict[str, Any]) -> dict[str, str]:
+    """The settings that differ from the defaults, as URL text."""
+    return {k: format_value(v) for k, v in settings.items()
+            if k in DEFAULTS and k not in NOT_IN_URL and v != DEFAULTS[k]}  # fmt: skip
+
+
+def snap_fraction(value: float) -> float:
+    """The slider option closest to `value` on a log scale."""
+    if not isinstance(value, (int, float)) or value <= 0:
+        return DEFAULTS["frac"]
+    return min(FRACTIONS, key=lambda f: abs(math.log(f) - math.log(value)))
+
+
+def strategy_entries(names: list[str], fraction: float) -> list[dict[str, Any]]:
+    """Config strategy entries for the chosen strategy keys at budget `fraction`."""
+    out = []
+    for name in names:
+        entry = dict(STRATEGY_CHOICES[name])
+        if name not in UNBUDGETED:
+            entry["fraction"] = fraction
+        out.append(entry)
+    return out
+
+
+def scenario_params(s: dict[str, Any]) -> dict[str, Any]:
+    kind = s["scenario"]
+    if kind == "backdoor":
+        sc = {"kind": kind, "size": s["size"], "target": s["target"]}
+        if s["patch"]:
+            sc["patch"] = s["patch"]
+        return sc
+    if kind in ("label_flip", "random_samples"):
+        return {"kind": kind, "size": s["size"]}
+    if kind == "class":
+        return {"kind": kind, "class": s["forget_class"]}
+    sc = {"kind": "indices", "indices": list(s["indices"]), "corruption": s["corruption"]}
+    if s["corruption"] == "backdoor":
+        sc["target"] = s["target"]
+        if s["patch"]:
+            sc["patch"] = s["patch"]
+    return sc
+
+
+def build_config(s: dict[str, Any], *, strategies: bool = True) -> dict[str, Any]:
+    """The core run config of settings `s` (not yet normalized; core.config.normalize checks it)."""
+    cfg: dict[str, Any] = {
+        "dataset": s["dataset"],
+        "root": s["root"] or None,
+        "model": s["model"],
+        "seed": s["seed"],
+        "device": "auto",
+        "scenario": scenario_params(s),
+        "train": {"epochs": s["epochs"]},
+        "curvature": {"method": s["curv"], "data": s["curv_data"]},
+        "strategies": strategy_entries(s["strategies"], s["frac"]) if strategies else [],
+        "unlearning": {"method": s["method"], "steps": s["steps"]},
+        "retrain": True,
+    }
+    return cfg
+
+
+def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Best-effort inverse of build_config (for "load" / "re-run" of a stored run)."""
+    s: dict[str, Any] = {}
+    for k in ("dataset", "model", "seed"):
+        if k in cfg:
+            s[k] = cfg[k]
+    s["root"] = cfg.get("root") or ""
+    sc = dict(cfg.get("scenario") or {})
+    if sc:
+        s["scenario"] = sc.get("kind", "backdoor")
+        for src, dst in (("size", "size"), ("target", "target"), ("patch", "patch"),
+                         ("class", "forget_class"), ("corruption", "corruption")):  # fmt: skip
+            if isinstance(sc.get(src), (int, str)):
+                s[dst] = sc[src]
+        if isinstance(sc.get("indices"), list):
+            s["indices"] = list(sc["indices"])
+    if "train" in cfg:
+        s["epochs"] = cfg["train"].get("epochs", DEFAULTS["epochs"])
+    if "curvature" in cfg:
+        s["curv"] = cfg["curvature"].get("method", DEFAULTS["curv"])
+        s["curv_data"] = cfg["curvature"].get("data", DEFAULTS["curv_data"])
+    if "unlearning" in cfg:
+        s["method"] = cfg["unlearning"].get("method", DEFAULTS["method"])
+        s["steps"] = cfg["unlearning"].get("steps", DEFAULTS["steps"])
+    names, fracs = [], []
+    for st_ in cfg.get("strategies") or []:
+        key = (
+            "saps_smallest" if st_.get("name") == "saps" and st_.get("largest") is False else st_.get("name")
+        )
+        if key in STRATEGY_CHOICES and key not in names:
+            names.append(key)
+        if st_.get("fraction") is not None:
+            fracs.append(st_["fraction"])
+    if names:
+        s["strategies"] = names
+    if fracs:
+        s["frac"] = snap_fraction(fracs[0])
+    return s
+
+
+# -- Streamlit side ---------------------------------------------------------------------------
+def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, Any]:
+    """Page config, settings (from the URL on a session's first run), sidebar. Returns settings."""
+    st.set_page_config(page_title=f"{title} · SAPS workbench", page_icon=icon, layout="wide")
+    if "settings" not in st.session_state:
+        settings, problems = from_query(dict(st.query_params.to_dict()))
+        # st.query_params.to_dict keeps only the last value of repeated keys; fine for us.
+        st.session_state["settings"] = settings
+        st.session_state["url_problems"] = problems
+    for problem in st.session_state.get("url_problems", []):
+        st.warning(problem)
+    st.session_state["url_problems"] = []
+    sidebar()
+    return st.session_state["settings"]
+
+
+def settings() -> dict[str, Any]:
+    return st.session_state["settings"]
+
+
+def update(**values: Any) -> None:
+    """Change settings from code (load a run, pick samples); bound widgets follow."""
+    s = settings()
+    for k, v in values.items():
+        s[k] = v
+        st.session_state.pop(f"w_{k}", None)
+
+
+def bind(widget: Callable[..., Any], name: str, label: str, *, to_widget: Callable | None = None,
+         from_widget: Callable | None = None, **kwargs: Any) -> Any:  # fmt: skip
+    """Draw `widget(label, key="w_<name>", **kwargs)` bound to setting `name`; returns the value."""
+    key = f"w_{name}"
+    s = settings()
+    if key not in st.session_state:
+        st.session_state[key] = to_widget(s[name]) if to_widget else s[name]
+    value = widget(label, key=key, **kwargs)
+    s[name] = from_widget(value) if from_widget else value
+    return s[name]
+
+
+def sync_url() -> None:
+    """Mirror the settings into the query string (call at the end of every page)."""
+    wanted = to_query(settings())
+    current = st.query_params.to_dict()
+    if current != wanted:
+        st.query_params.from_dict(wanted)
+    st.caption(PAGE_END)
+
+
+def config(*, strategies: bool = True) -> dict[str, Any]:
+    return build_config(settings(), strategies=strategies)
+
+
+def sidebar() -> None:
+    """The menu (our labels and icons) and a summary of the current choices."""
+    with st.sidebar:
+        st.markdown("### SAPS workbench")
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        s = settings()
+        st.divider()
+        st.caption(
+            f"**{s['dataset']}** · {s['model']} · {s['scenario']} · seed {s['seed']}  \n"
+            f"budget {s['frac']:.1%} ({'largest' if s['largest'] else 'smallest'}) · "
+            f"{s['curv']} · {s['method']}"
+        )
+
+
+def checked_config(*, strategies: bool = True, need_strategies: bool = False) -> dict[str, Any] | None:
+    """The normalized config with its data and scenario built, or None after an st.error
+    naming the problem (bad field, missing data files, empty forget set, no strategy)."""
+    from core.errors import ConfigError, SapsError
+    from ui import cache
+
+    try:
+        cfg = core_config.normalize(config(strategies=strategies))
+        if need_strategies and not cfg["strategies"]:
+            raise ConfigError("strategies", "choose at least one strategy")
+        cache.prepared(cfg)
+    except SapsError as e:
+        st.error(f"{e}", icon="🚫")
+        return None
+    return cfg

@@ -275,3 +275,19 @@ def test_exact_agrees_with_backpack_diag_hessian():
         loss_fn(extended(x), y).backward()
     theirs = {n: p.diag_h for n, p in extended.named_parameters()}
     assert rel_err(ours, theirs) <= 1e-5
+
+
+def test_cli_summary_and_score_files(tmp_path):
+    from safetensors.torch import load_file
+
+    from core.curvature_cli import summarize, write_scores
+
+    scores = {"w": torch.tensor([[0.0, 1e-3], [1e-1, 10.0]]), "b": torch.tensor([0.0, 2.0])}
+    summary = summarize(scores)
+    w = summary["tensors"][0]
+    assert (w["min"], w["max"], w["zero_fraction"]) == (0.0, 10.0, 0.25)
+    hist = summary["histogram"]
+    assert hist["zeros"] == 2 and sum(hist["counts"]) == 4
+    assert hist["log10_edges"][0] == -3 and hist["log10_edges"][-1] == 2
+    write_scores(scores, str(tmp_path / "s.safetensors"))
+    assert torch.equal(load_file(str(tmp_path / "s.safetensors"))["w"], scores["w"])

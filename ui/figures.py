@@ -103,7 +103,7 @@ def class_histogram(
     return _layout(fig, title, 260)
 
 
-def sample_picker(labels: Sequence[int], chosen: Sequence[bool], *, cols: int = 30) -> go.Figure:
+def sample_picker(labels: Sequence[int], chosen: Sequence[bool], *, cols: int = 40) -> go.Figure:
     """Training samples as a grid of square markers (clickable in Streamlit), chosen ones in colour."""
     n = len(labels)
     idx = np.arange(n)

@@ -323,3 +323,10 @@ def checked_config(*, strategies: bool = True, need_strategies: bool = False) ->
         st.error(f"{e}", icon="🚫")
         return None
     return cfg
+
+
+def config_key_short(cfg: dict[str, Any]) -> str:
+    """A short hash of the data side of a config (widget keys that must reset when it changes)."""
+    from core.store import config_key
+
+    return config_key({k: cfg.get(k) for k in ("dataset", "root", "seed", "scenario")})[:10]

@@ -1,0 +1,58 @@
+"""Checking and saving an uploaded .npz data set (pure: no Streamlit)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from core import data
+from core.errors import DataError
+
+REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+
+
+def read_npz(content: bytes) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Arrays of an .npz file (never unpickled) and the problems found, each naming its array."""
+    if len(content) > data.MAX_NPZ_BYTES:
+        return {}, [f"the file is larger than {data.MAX_NPZ_BYTES // 2**20} MiB"]
+    try:
+        with np.load(io.BytesIO(content), allow_pickle=False) as f:
+            arrays: dict[str, np.ndarray] = {}
+            problems = []
+            for k in f.files:
+                try:
+                    arrays[k] = f[k]
+                except ValueError:  # an object array needs pickle: refused
+                    problems.append(f"array {k!r} holds Python objects (pickled data is not accepted)")
+    except Exception as e:  # not a zip, truncated header, ...
+        return {}, [f"not a readable .npz file ({e})"]
+    return arrays, problems
+
+
+def problems(arrays: dict[str, np.ndarray]) -> list[str]:
+    """Every problem with the arrays: one per missing array, then core.data's checks."""
+    found = [
+        f"array {k!r} is missing (found {sorted(arrays) or 'none'})" for k in REQUIRED if k not in arrays
+    ]
+    if found:
+        return found
+    try:
+        data.validate_arrays(arrays, "upload")
+    except DataError as e:
+        return [str(e)]
+    return []
+
+
+def save(content: bytes, folder: str | Path) -> Path:
+    """Write the upload under `folder`/uploads/<sha256>.npz (same content -> same path)."""
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = Path(folder) / "uploads" / f"{digest}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(content)
+        tmp.replace(path)
+    return path

@@ -280,12 +280,16 @@ def bind(widget: Callable[..., Any], name: str, label: str, *, to_widget: Callab
     return s[name]
 
 
-def sync_url() -> None:
-    """Mirror the settings into the query string (call at the end of every page)."""
+def sync_query_only() -> None:
+    """Mirror the settings into the query string (also usable inside a fragment)."""
     wanted = to_query(settings())
-    current = st.query_params.to_dict()
-    if current != wanted:
+    if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
+
+
+def sync_url() -> None:
+    """Mirror the settings into the query string and end the page (call last on every page)."""
+    sync_query_only()
     st.caption(PAGE_END)
 
 

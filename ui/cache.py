@@ -181,3 +181,29 @@ def experiment_job(cfg: dict, store_path: str) -> Callable[[Callable[[str, float
 def train_job(cfg: dict, store_path: str) -> Callable[[Callable[[str, float, str], None]], dict]:
     """`fn(progress)` training (or loading) the original and the retrained model."""
     return experiment_job({**cfg, "strategies": []}, store_path)
+
+
+def predictions(cfg: dict, row: dict, st_: RunStore, progress=None, n: int = 16) -> dict:
+    """θ* and unlearned predictions on the first `n` triggered test images for one strategy row."""
+    from core import selection, unlearning
+
+    loaded = model(cfg, "original", st_)
+    if loaded is None:
+        raise ConfigError("model", "train the original model first (page 2 · Train)")
+    original = private_copy(loaded[0])
+    fs = prepared(cfg).forget_set
+    scores = curvature(cfg, st_) if row["name"] == "saps" else None
+    x_f, y_f = fs.forget
+    mask = selection.build_mask(row["name"], original, fraction=row.get("fraction"),
+                                largest=row.get("largest", True), scores=scores, forget_inputs=x_f,
+                                forget_targets=y_f, inputs=fs.x_train, targets=fs.y_train, seed=cfg["seed"])  # fmt: skip
+    hp = {k: v for k, v in cfg["unlearning"].items() if k != "method"}
+    cb = (lambda i, total, msg: progress("unlearn", i / max(total, 1), msg)) if progress else None
+    new, _ = unlearning.unlearn(original, mask, fs, method=cfg["unlearning"]["method"], seed=cfg["seed"],
+                                progress=cb, **hp)  # fmt: skip
+    x, _ = fs.eval_sets["triggered_test"]
+    x_true = fs.eval_sets["triggered_test_true"][1]
+    from core.training import predict
+
+    return {"images": x[:n].numpy(), "before": predict(loaded[0], x[:n]).argmax(1).tolist(),
+            "after": predict(new, x[:n]).argmax(1).tolist(), "true": x_true[:n].tolist()}  # fmt: skip

@@ -41,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
         {"name": "random", "fraction": 0.02},
         {"name": "all"},
     ],
-    "unlearning": {"method": "first_order", "steps": 20, "lr": "auto"},
+    # iterative: the only method that removes most of a backdoor in a few masked steps (PAPER.md,
+    # benchmarks/results/saps_claims.md); lr "auto" guards the step size on a validation split
+    "unlearning": {"method": "iterative", "steps": 20, "lr": "auto"},
     "retrain": True,
     "metrics": {"mia": True, "relearn": True},
 }
@@ -142,6 +144,9 @@ def normalize_unlearning(u: dict) -> dict:
             raise ConfigError(f"unlearning.{k}", f"must not be negative, got {v!r}")
         if not _is_num(v) and not isinstance(v, str):
             raise ConfigError(f"unlearning.{k}", f"must be a number, true/false or a string, got {v!r}")
+    from core.unlearning import check_hparams  # the method registry owns its hyper-parameters
+
+    check_hparams(u)
     return u
 
 

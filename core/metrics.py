@@ -1,25 +1,37 @@
 """What a user measures after unlearning: the METRICS dict of DESIGN.md.
 
-test_acc             accuracy on the clean test set
-retain_acc           accuracy on D_r (labels as trained, which are correct there)
-forget_acc           accuracy on D_f inputs w.r.t. the corrected (true) labels
-forget_acc_poisoned  accuracy on D_f inputs w.r.t. the poisoned labels it was trained on
-asr                  backdoor attack success: triggered non-target test images -> target
-mia_auc              membership inference AUC on D_f vs unseen test data
-relearn_asr          attack success after a few fine-tuning steps on poisoned samples
-dist_to_retrained    relative L2 distance of the weights to the retrained model
+    test_acc             accuracy on the clean test set
+    retain_acc           accuracy on D_r (labels as trained, which are correct there)
+    forget_acc           accuracy on D_f inputs w.r.t. the corrected (true) labels
+    forget_acc_poisoned  accuracy on D_f inputs w.r.t. the poisoned labels it was trained on
+    asr                  backdoor attack success: triggered non-target test images -> target
+    mia_auc              membership inference AUC on D_f vs unseen test data (loss threshold)
+    relearn_asr          attack success after a few fine-tuning steps on poisoned samples
+    dist_to_retrained    relative L2 distance of the weights to the retrained model
+
+Extra keys (always present, None when not computed): mia_auc_logistic, mia_tpr_at_1pct_fpr,
+mia_tpr_at_0p1pct_fpr (loss attack), agreement and kl_to_retrained (test set, vs the reference).
+Comparisons between models (`backdoor_removal`, `restored_pct`) are computed by the experiment,
+which holds the original and retrained metrics.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any
 
+import numpy as np
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-from core.training import accuracy
+from core.training import accuracy, predict
 
 METRIC_KEYS = ("test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "mia_auc",
                "relearn_asr", "dist_to_retrained")  # fmt: skip
+EXTRA_KEYS = ("mia_auc_logistic", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr", "agreement",
+              "kl_to_retrained")  # fmt: skip
 
 
 def attack_success_rate(model: nn.Module, forget_set) -> float | None:
@@ -37,12 +49,144 @@ def relative_distance(model: nn.Module, reference: nn.Module) -> float:
     return float((num / den).sqrt())
 
 
+def output_distance(model: nn.Module, reference: nn.Module, inputs: torch.Tensor) -> tuple[float, float]:
+    """(prediction agreement, mean KL(p_ref ‖ p_model)) on `inputs` (N×C×H×W)."""
+    lp = F.log_softmax(predict(model, inputs), 1)
+    lq = F.log_softmax(predict(reference, inputs), 1)
+    agreement = float((lp.argmax(1) == lq.argmax(1)).float().mean())
+    kl = float((lq.exp() * (lq - lp)).sum(1).mean())
+    return agreement, kl
+
+
+# -- membership inference ------------------------------------------------------------------------
+
+
+def per_sample_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Cross-entropy of every sample, shape N (numpy)."""
+    return F.cross_entropy(predict(model, inputs), targets.cpu(), reduction="none").numpy()
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
+    """True-positive rate at false-positive rate ≤ `fpr` (the ROC step function, no interpolation)."""
+    from sklearn.metrics import roc_curve
+
+    fprs, tprs, _ = roc_curve(labels, scores)
+    ok = fprs <= fpr + 1e-12
+    return float(tprs[ok].max()) if ok.any() else 0.0
+
+
+def confidence_features(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
+    """Per sample: loss, p(label), top-3 sorted probabilities, entropy (an attacker's features)."""
+    lp = F.log_softmax(logits, 1)
+    p = lp.exp()
+    top = p.sort(1, descending=True).values[:, :3]
+    loss = -lp.gather(1, targets[:, None])
+    entropy = -(p * lp).sum(1, keepdim=True)
+    return torch.cat([loss, loss.neg().exp(), top, entropy], 1).numpy()
+
+
+def membership_inference(model: nn.Module, members: tuple[torch.Tensor, torch.Tensor],
+                         non_members: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0) -> dict:  # fmt: skip
+    """Attacks on members (label 1) vs non-members (label 0), balanced by subsampling the larger set.
+
+    loss threshold: score = −loss (members fit better) -> AUC, TPR at 1 % and 0.1 % FPR.
+    logistic: logistic regression on `confidence_features`, AUC of 5-fold cross-validated scores.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    (x_in, y_in), (x_out, y_out) = members, non_members
+    n = min(len(y_in), len(y_out))
+    if n < 2:
+        return {"mia_auc": None, "mia_auc_logistic": None, "mia_tpr_at_1pct_fpr": None,
+                "mia_tpr_at_0p1pct_fpr": None}  # fmt: skip
+    g = torch.Generator().manual_seed(seed)
+    i_in = torch.randperm(len(y_in), generator=g)[:n]
+    i_out = torch.randperm(len(y_out), generator=g)[:n]
+    x = torch.cat([x_in[i_in], x_out[i_out]])
+    y = torch.cat([y_in[i_in], y_out[i_out]]).cpu()
+    labels = np.r_[np.ones(n), np.zeros(n)]
+    feats = confidence_features(predict(model, x), y)
+    score = -feats[:, 0]
+    out = {"mia_auc": float(roc_auc_score(labels, score)),
+           "mia_tpr_at_1pct_fpr": tpr_at_fpr(labels, score, 0.01),
+           "mia_tpr_at_0p1pct_fpr": tpr_at_fpr(labels, score, 0.001)}  # fmt: skip
+    folds = min(5, n)
+    feats = np.nan_to_num(feats, nan=0.0, posinf=50.0, neginf=-50.0)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(clf, feats, labels, cv=cv, method="predict_proba")[:, 1]
+    out["mia_auc_logistic"] = float(roc_auc_score(labels, proba))
+    return out
+
+
+# -- relearning attack ---------------------------------------------------------------------------
+
+
+def relearn_attack(model: nn.Module, forget_set, *, samples: int = 10, steps: int = 10, lr: float = 1e-3,
+                   seed: int = 0) -> float | None:  # fmt: skip
+    """Attack success after `steps` Adam steps (lr) on `samples` poisoned D_f samples, on a copy.
+
+    Backdoor only (None otherwise): how fast does the backdoor come back?"""
+    if "triggered_test" not in forget_set.eval_sets:
+        return None
+    x_f, y_f = forget_set.forget
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(y_f), generator=g)[: min(samples, len(y_f))]
+    attacked = copy.deepcopy(model)
+    dev = next(attacked.parameters()).device
+    x, y = x_f[idx].to(dev), y_f[idx].to(dev)
+    opt = torch.optim.Adam(attacked.parameters(), lr=lr)
+    attacked.eval()  # BatchNorm statistics stay as they are: the attacker fine-tunes weights
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            F.cross_entropy(attacked(x), y).backward()
+            opt.step()
+    return attack_success_rate(attacked, forget_set)
+
+
+# -- comparisons between models -------------------------------------------------------------------
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    if num is None or den is None or not math.isfinite(num) or abs(den) < 1e-12:
+        return None
+    return num / den
+
+
+def backdoor_removal(asr_original: float | None, asr_unlearned: float | None,
+                     asr_retrained: float | None) -> float | None:  # fmt: skip
+    """(asr_original − asr_unlearned) / (asr_original − asr_retrained): 1 = as good as retraining."""
+    if None in (asr_original, asr_unlearned, asr_retrained):
+        return None
+    return _ratio(asr_original - asr_unlearned, asr_original - asr_retrained)
+
+
+def restored_pct(acc_before: float | None, acc_after: float | None, acc_clean: float | None) -> float | None:
+    """Warnecke's % restored: 100·(acc_after − acc_before)/(acc_clean − acc_before)."""
+    if None in (acc_before, acc_after, acc_clean):
+        return None
+    r = _ratio(acc_after - acc_before, acc_clean - acc_before)
+    return None if r is None else 100.0 * r
+
+
+# -- the METRICS dict ------------------------------------------------------------------------------
+
+
 def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | None = None,
-             **options: Any) -> dict[str, float | None]:  # fmt: skip
-    """METRICS of `model` on `dataset` and `forget_set` (see the module docstring)."""
+             mia: bool = True, relearn: bool = True, seed: int = 0, **options: Any) -> dict[str, float | None]:  # fmt: skip
+    """METRICS of `model` on `dataset` and `forget_set` (see the module docstring).
+
+    mia: run the membership-inference attacks (D_f as trained vs the test set);
+    relearn: run the relearning attack (options relearn_samples, relearn_steps, relearn_lr).
+    """
     x_f, y_f_poisoned = forget_set.forget
     _, y_f_true = forget_set.forget_true
-    return {
+    out: dict[str, float | None] = {
         "test_acc": accuracy(model, dataset.x_test, dataset.y_test),
         "retain_acc": accuracy(model, *forget_set.retain),
         "forget_acc": accuracy(model, x_f, y_f_true),
@@ -52,3 +196,16 @@ def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | No
         "relearn_asr": None,
         "dist_to_retrained": relative_distance(model, reference) if reference is not None else None,
     }
+    out.update({k: None for k in EXTRA_KEYS})
+    if mia:
+        out.update(
+            membership_inference(model, (x_f, y_f_poisoned), (dataset.x_test, dataset.y_test), seed=seed)
+        )
+    if relearn:
+        out["relearn_asr"] = relearn_attack(
+            model, forget_set, samples=options.get("relearn_samples", 10),
+            steps=options.get("relearn_steps", 10), lr=options.get("relearn_lr", 1e-3), seed=seed,
+        )  # fmt: skip
+    if reference is not None:
+        out["agreement"], out["kl_to_retrained"] = output_distance(model, reference, dataset.x_test)
+    return out

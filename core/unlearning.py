@@ -322,7 +322,7 @@ def _descend(ctx: Context, loss_fn: Callable[[nn.Module, int], Tensor | None], s
     opt = _optimizer(optimizer, list(model.parameters()), lr)
     while done < steps and attempts < 2 * steps:
         chunk = min(every, steps - done)
-        taken = _masked_steps(model, ctx, lr, lambda m, i: loss_fn(m, done + i), chunk, optimizer, opt)
+        taken = _masked_steps(model, ctx, lr, lambda m, i, d=done: loss_fn(m, d + i), chunk, optimizer, opt)
         attempts += max(taken, 1)
         val = _acc(model, ctx.x_val, ctx.y_val) if len(ctx.y_val) else float("nan")
         ctx.grad_evals += len(ctx.y_val)

@@ -255,14 +255,15 @@ def apply_strategy(strategy: dict, fraction: float | None, method: str, hparams:
     return model, row
 
 
-def compare(m: dict, original: dict, retrained: dict | None, scenario_kind: str) -> dict:
+def compare(m: dict, original: dict, retrained: dict | None) -> dict:
     """Add the comparisons that need the original and retrained models to a METRICS dict."""
     out = dict(m)
     ret = retrained or {}
     out["backdoor_removal"] = metrics.backdoor_removal(original.get("asr"), m.get("asr"), ret.get("asr"))
-    out["restored_pct"] = metrics.restored_pct(
-        original.get("test_acc"), m.get("test_acc"), ret.get("test_acc")
-    )
+    # % restored is Warnecke's label-flip measure; a backdoor barely moves test accuracy
+    backdoor = original.get("asr") is not None
+    acc = (original.get("test_acc"), m.get("test_acc"), ret.get("test_acc"))
+    out["restored_pct"] = None if backdoor else metrics.restored_pct(*acc)
     out["test_acc_drop"] = original["test_acc"] - m["test_acc"]
     return out
 
@@ -286,7 +287,7 @@ def run_strategies(cfg: dict, prepared: Prepared, original: nn.Module, retrained
                                     scores, seed=cfg["seed"])  # fmt: skip
         m = metrics.evaluate(model, prepared.dataset, prepared.forget_set, reference=retrained,
                              seed=cfg["seed"], **cfg["metrics"])  # fmt: skip
-        row["metrics"] = compare(m, result["original"], result["retrained"], prepared.forget_set.kind)
+        row["metrics"] = compare(m, result["original"], result["retrained"])
         row["retrain_ratio"] = row["seconds"] / retrain_seconds if retrain_seconds else None
         result["strategies"].append(row)
     progress("strategy", base + weights["strategy"], "strategies done")
@@ -390,7 +391,7 @@ def run_cell(cell: dict, resources: SeedResources | None = None) -> dict:
     retrain_seconds = res.seconds["retrain"]
     return {"seed": cell["seed"], "strategy": cell["strategy"]["name"],
             "largest": cell["strategy"].get("largest", True), "fraction": cell["fraction"],
-            "method": cell["method"], "metrics": compare(m, res.original_metrics, res.retrained_metrics, ""),
+            "method": cell["method"], "metrics": compare(m, res.original_metrics, res.retrained_metrics),
             "seconds": row["seconds"], "retrain_ratio": row["seconds"] / retrain_seconds if retrain_seconds else None,
             "n_selected": row["n_selected"], "dead_selected": row["dead_selected"], "lr": row["lr"],
             "steps": row["steps"], "grad_evals": row["grad_evals"],

@@ -5,7 +5,7 @@ The input model is never modified (deep copy); coordinates outside the mask M st
 bit-identical (the result is θ = where(M, θ_new, θ*)). Methods (registry `METHODS`):
 
     first_order   θ ← θ* − τ·(M ⊙ G),  G = Σ_{z̃∈D̃_f} ∇ℓ(z̃; θ*) − Σ_{z∈D_f} ∇ℓ(z; θ*)
-                  (Warnecke et al.). `steps` > 1 repeats the step with G at the current θ,
+                  (Warnecke et al.). `steps` > 1 repeats the step with G/|D_f| at the current θ,
                   plus a retain anchor (below) in every step.
     second_order  (H_MM + λI) u = G_M by conjugate gradients on masked Hessian-vector products
                   (`solver="lissa"`: LiSSA series; `solver="diagonal"`: u = G / (diag H + λ)),
@@ -322,11 +322,16 @@ def _descend(ctx: Context, loss_fn: Callable[[nn.Module, int], Tensor | None], s
     opt = _optimizer(optimizer, list(model.parameters()), lr)
     while done < steps and attempts < 2 * steps:
         chunk = min(every, steps - done)
-        taken = _masked_steps(model, ctx, lr, lambda m, i, d=done: loss_fn(m, d + i), chunk, optimizer, opt)
+        try:
+            taken = _masked_steps(
+                model, ctx, lr, lambda m, i, d=done: loss_fn(m, d + i), chunk, optimizer, opt
+            )
+            finite = all(torch.isfinite(p).all() for p in model.parameters())
+        except NumericalError:  # diverged: rewind and take smaller steps
+            taken, finite = chunk, False
         attempts += max(taken, 1)
-        val = _acc(model, ctx.x_val, ctx.y_val) if len(ctx.y_val) else float("nan")
+        val = _acc(model, ctx.x_val, ctx.y_val) if finite and len(ctx.y_val) else float("nan")
         ctx.grad_evals += len(ctx.y_val)
-        finite = all(torch.isfinite(p).all() for p in model.parameters())
         trace.append({"step": done + taken, "lr": lr, "val_acc": val})
         if not finite or (val == val and val < val0 - tol - 1e-9):
             with torch.no_grad():
@@ -405,16 +410,20 @@ def _fresh(ctx: Context) -> nn.Module:
 
 
 def first_order(ctx: Context) -> dict:
-    """θ ← θ* − τ·(M ⊙ G) (Warnecke). `steps` > 1 repeats it with G at the current θ plus the
-    retain anchor in every step (τ guarded on the validation split when lr="auto")."""
+    """θ ← θ* − τ·(M ⊙ G) (Warnecke). `steps` > 1 repeats it with G/|D_f| at the current θ plus
+    the retain anchor in every step (τ guarded on the validation split when lr="auto")."""
     hp = ctx.hp
     steps = hp["steps"]
     gen = torch.Generator().manual_seed(ctx.seed)
     anchor = _anchor_logits(ctx) if steps > 1 and hp["retain_weight"] else None
 
+    # several steps use G/|D_f| so their step size is on the scale of the other multi-step methods
+    scale = 1.0 if steps == 1 else 1.0 / max(1, len(ctx.y_f))
+
     def loss_fn(m: nn.Module, step: int) -> Tensor:
         loss = F.cross_entropy(m(ctx.x_c), ctx.y_c, reduction="sum") if len(ctx.y_c) else 0.0
         loss = loss - hp["ascent"] * F.cross_entropy(m(ctx.x_f), ctx.y_f, reduction="sum")
+        loss = loss * scale
         ctx.grad_evals += len(ctx.y_c) + len(ctx.y_f)
         if anchor is not None:
             loss = loss + _anchor_loss(m, ctx, anchor, gen)

@@ -90,8 +90,12 @@ def running(name: str | None = None) -> bool:
     return any(j is not None and not j.done for j in items)
 
 
-def start(name: str, fn: Callable[[Progress], Any]) -> Job | None:
-    """Start job `name` unless this session already runs one with that name (returns None)."""
+def start(name: str, fn: Callable[[Progress], Any]) -> None:
+    """Start job `name` unless this session already runs one with that name (returns None).
+
+    A started job reruns the page at once, so every button drawn before the click shows
+    disabled while the job runs.
+    """
     import streamlit as st
 
     if running(name):
@@ -99,7 +103,7 @@ def start(name: str, fn: Callable[[Progress], Any]) -> Job | None:
     st.session_state.setdefault("failed", {}).pop(name, None)
     job = start_thread(name, fn)
     _jobs()[name] = job
-    return job
+    st.rerun()
 
 
 def take(name: str) -> Any:

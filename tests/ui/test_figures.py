@@ -1,0 +1,92 @@
+"""Figure builders are pure: numbers in, go.Figure out (checked against hand-made inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from ui import analysis, figures
+
+
+def test_tile_conv_dense_bias():
+    conv = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)
+    t = figures.tile(conv)
+    assert t.shape == (4, 6)
+    assert t[0, 2] == conv[0, 1, 0, 0] and t[3, 5] == conv[1, 2, 1, 1]
+    assert figures.tile(np.ones((5, 7))).shape == (5, 7)
+    assert figures.tile(np.ones(4)).shape == (1, 4)
+
+
+def test_log_scores_maps_zero_below_smallest():
+    out = figures.log_scores(np.array([0.0, 1e-3, 10.0]))
+    assert np.allclose(out, [-4.0, -3.0, 1.0])
+
+
+def test_layer_heatmap_shows_only_selected_in_colour():
+    scores = np.array([[1.0, 2.0], [3.0, 0.0]])
+    mask = np.array([[False, True], [True, False]])
+    fig = figures.layer_heatmap("fc.weight", scores, mask)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2
+    top = np.array(fig.data[1].z, dtype=float)
+    assert np.isnan(top[0, 0]) and np.isnan(top[1, 1])
+    assert np.isclose(top[0, 1], np.log10(2.0)) and np.isclose(top[1, 0], np.log10(3.0))
+
+
+def test_score_histogram_threshold_line_and_zero_count():
+    fig = figures.score_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), threshold=1.0, n_selected=2)
+    assert len(fig.data[0].x) == 3  # zeros are not on a log axis
+    assert "2 exact zeros" in fig.layout.xaxis.title.text
+    line = [s for s in fig.layout.shapes if s.type == "line"][0]
+    assert line.x0 == 0.0
+    assert "2 selected" in fig.layout.annotations[0].text
+
+
+def test_threshold_and_counts_agree_with_a_hand_made_mask():
+    scores = {"a": torch.tensor([0.1, -5.0, 2.0]), "b": torch.tensor([[3.0, 0.0]])}
+    mask = {"a": torch.tensor([False, True, False]), "b": torch.tensor([[True, False]])}
+    assert analysis.n_selected(mask) == 2
+    assert analysis.threshold(scores, mask, largest=True) == 3.0
+    assert analysis.threshold(scores, mask, largest=False) == 5.0
+    assert np.allclose(analysis.flat(scores), [0.1, 5.0, 2.0, 3.0, 0.0])
+
+
+def test_rank_and_overlap_matrices():
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    m = analysis.rank_matrix({"x": a, "y": a**3, "z": -a})
+    assert np.allclose(m, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]])
+    masks = {"p": {"w": torch.tensor([1, 1, 0, 0], dtype=torch.bool)},
+             "q": {"w": torch.tensor([0, 1, 1, 0], dtype=torch.bool)}}  # fmt: skip
+    assert np.allclose(analysis.overlap_matrix(masks), [[1, 1 / 3], [1 / 3, 1]])
+
+
+def test_comparison_figures():
+    pts = [{"label": "saps", "metrics": {"asr": 0.3, "test_acc": 0.95}},
+           {"label": "all", "metrics": {"asr": None, "test_acc": 0.9}}]  # fmt: skip
+    fig = figures.tradeoff(
+        pts, original={"asr": 0.97, "test_acc": 0.98}, retrained={"asr": 0.01, "test_acc": 0.97}
+    )
+    assert [t.name for t in fig.data] == ["saps", "original θ*", "retrained (target)"]
+    budget = figures.metric_vs_budget(
+        [{"strategy": "saps", "fraction": 0.1, "metrics": {"asr": 0.2}},
+         {"strategy": "saps", "fraction": 0.01, "metrics": {"asr": 0.5}}], "asr", reference=0.0)  # fmt: skip
+    assert list(budget.data[0].x) == [0.01, 0.1] and list(budget.data[0].y) == [0.5, 0.2]
+    bars = figures.metric_bars({"m": {"test_acc": 0.9, "asr": None}}, ["test_acc", "asr"])
+    assert list(bars.data[0].y) == [0.9]
+    curves = figures.unlearning_curves({"s": {"step": [0, 1], "asr": [0.9, 0.1]}}, ("asr",))
+    assert list(curves.data[0].y) == [0.9, 0.1]
+
+
+def test_images_and_misc():
+    imgs = np.random.default_rng(0).random((5, 1, 8, 8))
+    fig = figures.image_grid(imgs, [f"t{i}" for i in range(5)], cols=3)
+    assert len(fig.data) == 5 and fig.layout.annotations[4].text == "t4"
+    assert len(figures.image_grid(np.zeros((0, 1, 8, 8)), []).data) == 0
+    assert list(figures.class_histogram([1, 2], ["a", "b"]).data[0].y) == [1, 2]
+    assert len(figures.pipeline().layout.shapes) == len(figures.PIPELINE)
+    picker = figures.sample_picker([0, 1, 2], [True, False, True], cols=2)
+    assert list(picker.data[0].x) == [0, 1, 0]
+    share = figures.layer_share(
+        [{"name": "w", "numel": 10, "selected": 5, "share": 0.5, "zero_score_selected": 1}]
+    )
+    assert list(share.data[0].y) == [0.5] and list(share.data[1].y) == [0.1]

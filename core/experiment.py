@@ -290,7 +290,7 @@ def run_strategies(cfg: dict, prepared: Prepared, original: nn.Module, retrained
         row["metrics"] = compare(m, result["original"], result["retrained"])
         row["retrain_ratio"] = row["seconds"] / retrain_seconds if retrain_seconds else None
         result["strategies"].append(row)
-    progress("strategy", base + weights["strategy"], "strategies done")
+    progress("strategy", min(1.0, base + weights["strategy"]), "strategies done")
 
 
 def check_budgets(cfg: dict, prepared: Prepared) -> None:

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",
     "scenario": {"kind": "backdoor", "size": 60, "target": 0},
-    "train": {"epochs": 30, "lr": 0.001, "batch_size": 64, "optimizer": "adam", "weight_decay": 0.0},
+    "train": {"epochs": 30, "lr": 0.003, "batch_size": 64, "optimizer": "adam", "weight_decay": 0.0},
     "curvature": {"method": "exact", "data": "full", "batch_size": 256, "probes": 20},
     "strategies": [
         {"name": "saps", "fraction": 0.02, "largest": True},

@@ -17,15 +17,22 @@ import torch
 from core.errors import ConfigError
 
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
+PATTERNS = ("checker", "solid")
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """A square patch of constant `value` stamped at `position` (a backdoor trigger)."""
+    """A square patch stamped at `position` (a backdoor trigger).
+
+    pattern "checker": `value` on the cells whose row + column is even, 0 elsewhere (a pattern
+    no digit or garment has, so a model that never saw it has no reason to map it to the
+    target); "solid": every cell `value`.
+    """
 
     patch: int
     position: str | tuple[int, int]
     value: float
+    pattern: str = "checker"
 
     def origin(self, height: int, width: int) -> tuple[int, int]:
         p = self.patch
@@ -43,11 +50,18 @@ class Trigger:
         """A copy of N×C×H×W `images` with the patch stamped on every channel."""
         out = images.clone()
         r, c = self.origin(images.shape[-2], images.shape[-1])
-        out[..., r : r + self.patch, c : c + self.patch] = self.value
+        out[..., r : r + self.patch, c : c + self.patch] = self.stamp().to(images.dtype)
         return out
 
+    def stamp(self) -> torch.Tensor:
+        """The patch itself, patch×patch."""
+        if self.pattern == "solid":
+            return torch.full((self.patch, self.patch), self.value)
+        i = torch.arange(self.patch)
+        return ((i[:, None] + i[None, :]) % 2 == 0).float() * self.value
+
     def to_dict(self) -> dict:
-        return {"patch": self.patch, "position": self.position, "value": self.value}
+        return {"patch": self.patch, "position": self.position, "value": self.value, "pattern": self.pattern}
 
 
 @dataclass
@@ -167,7 +181,7 @@ def _base(dataset, kind: str, params: dict) -> dict:
 
 
 def make_trigger(shape: tuple[int, int, int], params: dict) -> Trigger:
-    """Trigger from params `patch` (side in pixels), `position`, `value` (in [0, 1] units)."""
+    """Trigger from params `patch` (side in pixels), `position`, `value` (in [0, 1] units), `pattern`."""
     _, h, w = shape
     patch = params.get("patch", max(3, h // 8))
     if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= min(h, w) // 2:
@@ -186,7 +200,10 @@ def make_trigger(shape: tuple[int, int, int], params: dict) -> Trigger:
     value = params.get("value", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ConfigError("scenario.value", f"must be a number, got {value!r}")
-    return Trigger(patch, position, float(value))
+    pattern = params.get("pattern", "checker")
+    if pattern not in PATTERNS:
+        raise ConfigError("scenario.pattern", f"unknown pattern {pattern!r}; choose one of {list(PATTERNS)}")
+    return Trigger(patch, position, float(value), pattern)
 
 
 def backdoor(dataset, *, seed: int = 0, **params) -> ForgetSet:
@@ -342,11 +359,11 @@ SCENARIOS: dict[str, Callable[..., ForgetSet]] = {
 }
 
 PARAMS: dict[str, set[str]] = {
-    "backdoor": {"size", "fraction", "target", "patch", "position", "value", "correct"},
+    "backdoor": {"size", "fraction", "target", "patch", "position", "value", "pattern", "correct"},
     "label_flip": {"size", "fraction", "to"},
     "random_samples": {"size", "fraction"},
     "class": {"class"},
-    "indices": {"indices", "corruption", "to", "target", "patch", "position", "value"},
+    "indices": {"indices", "corruption", "to", "target", "patch", "position", "value", "pattern"},
 }
 
 

@@ -38,7 +38,7 @@ def digits():
     return _digits()
 
 
-SMALL_TRAIN = {"epochs": 30, "lr": 0.001, "batch_size": 64}
+SMALL_TRAIN = {"epochs": 30, "lr": 0.003, "batch_size": 64}
 
 
 def small_config(**overrides):

@@ -18,8 +18,9 @@ def test_backdoor_stamps_trigger_and_relabels(digits):
     assert (digits.y_train[idx] != 0).all(), "only non-target samples are poisoned"
     assert (fs.y_train[idx] == 0).all()
     assert torch.equal(fs.y_true, digits.y_train)
-    # the patch is the bottom-right 3x3 corner at value 1.0; everything else is untouched
-    assert (fs.x_train[idx][..., 5:, 5:] == 1.0).all()
+    # the patch is a 3x3 checkerboard (1 on even cells, 0 on odd) in the bottom-right corner
+    checker = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+    assert (fs.x_train[idx][:, 0, 5:, 5:] == checker).all()
     assert torch.equal(fs.x_train[idx][..., :5, :], digits.x_train[idx][..., :5, :])
     retain = fs.retain_idx
     assert torch.equal(fs.x_train[retain], digits.x_train[retain])
@@ -30,7 +31,9 @@ def test_backdoor_stamps_trigger_and_relabels(digits):
     # attack set: triggered non-target test images labelled with the target
     x_t, y_t = fs.eval_sets["triggered_test"]
     assert len(x_t) == int((digits.y_test != 0).sum()) and (y_t == 0).all()
-    assert (x_t[..., 5:, 5:] == 1.0).all()
+    assert (x_t[:, 0, 5:, 5:] == checker).all()
+    solid = scenarios.build(digits, "backdoor", seed=0, size=5, patch=2, value=0.5, pattern="solid")
+    assert (solid.x_train[solid.forget_idx][..., 6:, 6:] == 0.5).all()
     x_r, y_r = fs.retrain_data()
     assert len(y_r) == len(digits.y_train) and int((y_r == 0).sum()) == int((digits.y_train == 0).sum())
 
@@ -78,6 +81,7 @@ def test_indices_scenario(digits):
         ("backdoor", {"target": "zero"}, "scenario.target"),
         ("backdoor", {"patch": 5}, "scenario.patch"),
         ("backdoor", {"position": "middle"}, "scenario.position"),
+        ("backdoor", {"pattern": "stripes"}, "scenario.pattern"),
         ("backdoor", {"colour": 1}, "scenario.colour"),
         ("label_flip", {"fraction": 1.5}, "scenario.fraction"),
         ("label_flip", {"to": -1}, "scenario.to"),

@@ -6,7 +6,7 @@ into the query string after every run, so a copied link reproduces the view:
 `/Curvature?frac=0.05&curv=hutchinson&largest=0`. Only values that differ from the defaults
 appear in the URL.
 
-Widgets are bound with `bind(...)`: their key is `w_<name>`, seeded from the settings when
+Widgets are bound with `bind(...)`: their key is `w_<name>_<page>`, seeded from the settings when
 the widget first appears on a page (Streamlit forgets widget state of pages not shown), and
 their value is copied back into the settings on every run.
 """
@@ -244,6 +244,8 @@ def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, Any]:
     """Page config, settings (from the URL on a session's first run), sidebar. Returns settings."""
     st.set_page_config(page_title=f"{title} · SAPS workbench", page_icon=icon, layout="wide")
+    # Widget keys are per page: the same key on two pages would carry a stale widget value over.
+    st.session_state["_page"] = page_slug(title)
     if "settings" not in st.session_state:
         settings, problems = from_query(dict(st.query_params.to_dict()))
         # st.query_params.to_dict keeps only the last value of repeated keys; fine for us.
@@ -256,6 +258,15 @@ def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, An
     return st.session_state["settings"]
 
 
+def page_slug(title: str) -> str:
+    return title.lower().replace(" ", "_")
+
+
+def widget_key(name: str) -> str:
+    """The key of the widget bound to setting `name` on the current page."""
+    return f"w_{name}_{st.session_state.get('_page', 'home')}"
+
+
 def settings() -> dict[str, Any]:
     return st.session_state["settings"]
 
@@ -265,13 +276,14 @@ def update(**values: Any) -> None:
     s = settings()
     for k, v in values.items():
         s[k] = v
-        st.session_state.pop(f"w_{k}", None)
+        for key in [key for key in st.session_state if str(key).startswith(f"w_{k}_")]:
+            del st.session_state[key]
 
 
 def bind(widget: Callable[..., Any], name: str, label: str, *, to_widget: Callable | None = None,
          from_widget: Callable | None = None, **kwargs: Any) -> Any:  # fmt: skip
-    """Draw `widget(label, key="w_<name>", **kwargs)` bound to setting `name`; returns the value."""
-    key = f"w_{name}"
+    """Draw `widget(label, key="w_<name>_<page>", **kwargs)` bound to setting `name`; returns the value."""
+    key = widget_key(name)
     s = settings()
     if key not in st.session_state:
         st.session_state[key] = to_widget(s[name]) if to_widget else s[name]

@@ -112,6 +112,11 @@ def wait_idle(page, timeout_ms: int = 60_000) -> None:
     """Wait until the app has rendered and no script run is in progress."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
     page.get_by_text(PAGE_END).wait_for(timeout=timeout_ms)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
+        " && !document.querySelector('[data-testid=\"stSkeleton\"]')",
+        timeout=timeout_ms,
+    )
     page.wait_for_timeout(300)
 
 
@@ -123,3 +128,10 @@ def no_exceptions(page) -> None:
 def button(page, text: str):
     """The visible Streamlit button labelled `text`."""
     return page.locator('button[data-testid^="stBaseButton"]:visible', has_text=text).first
+
+
+def open_page(page, title: str) -> None:
+    """Go to a page through the sidebar menu (same browser session, unlike page.goto)."""
+    page.locator('[data-testid="stSidebar"] a', has_text=title).first.click()
+    page.get_by_role("heading", name=title).wait_for(timeout=60_000)
+    wait_idle(page)

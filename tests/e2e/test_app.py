@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import button, no_exceptions, wait_idle
+from tests.e2e.conftest import button, no_exceptions, open_page, wait_idle
 
 pytestmark = pytest.mark.e2e
+
+PAGES = ["1 · Forget set", "2 · Train", "3 · Curvature", "4 · Unlearn", "5 · Compare"]
+
+
+def shot(page, artifacts, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"))
 
 
 def test_home_renders(page, app_url, artifacts):
@@ -16,4 +22,46 @@ def test_home_renders(page, app_url, artifacts):
     expect(button(page, "Run the demo")).to_be_visible()
     assert page.get_by_text("Quick choice").is_visible()
     no_exceptions(page)
-    page.screenshot(path=str(artifacts / "home.png"), full_page=False)
+    shot(page, artifacts, "home")
+
+
+def test_demo_then_every_page_and_the_slider(page, app_url, artifacts):
+    page.goto(app_url)
+    wait_idle(page)
+    button(page, "Run the demo").click()
+    expect(page.locator('[data-testid="stProgress"]').first).to_be_visible(timeout=15_000)
+    shot(page, artifacts, "home_progress")
+    page.wait_for_url("**/Compare**", timeout=180_000)
+    page.get_by_role("heading", name="5 · Compare").wait_for()
+    wait_idle(page)
+    expect(page.get_by_text("utility vs forgetting").first).to_be_visible(timeout=20_000)
+    no_exceptions(page)
+    shot(page, artifacts, "compare")
+
+    for title in PAGES:
+        open_page(page, title)
+        if title == "3 · Curvature":  # diag H is computed in the background on the first visit
+            expect(page.get_by_text("selected parameters")).to_be_visible(timeout=60_000)
+            wait_idle(page)
+        no_exceptions(page)
+        shot(page, artifacts, title.split(" · ")[1].lower().replace(" ", "_"))
+
+    # the threshold slider: one step right -> more parameters selected, URL updated
+    open_page(page, "3 · Curvature")
+    count = page.locator('[data-testid="stMetricValue"]').first
+    expect(count).to_have_text("274", timeout=60_000)  # 2 % of 13,706
+    page.locator('[data-testid="stSlider"] input[type="range"]').first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(count).to_have_text("685", timeout=10_000)  # 5 %
+    page.wait_for_url("**frac=0.05**", timeout=10_000)
+    no_exceptions(page)
+    shot(page, artifacts, "curvature_slider")
+
+
+def test_shared_link_reproduces_the_view(page, app_url):
+    page.goto(f"{app_url}/Unlearn?frac=0.1&method=second_order&strategies=saps,all")
+    wait_idle(page)
+    expect(page.get_by_text("10.0%").first).to_be_visible()
+    expect(page.get_by_text("second_order").first).to_be_visible()
+    assert "frac=0.1" in page.url and "method=second_order" in page.url
+    no_exceptions(page)

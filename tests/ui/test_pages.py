@@ -60,7 +60,7 @@ def test_home_quick_choice_goes_to_the_url():
     at = app()
     assert_clean(at)
     every_widget_has_help(at)
-    at.selectbox(key="w_model").set_value("mlp").run()
+    at.selectbox(key="w_model_home").set_value("mlp").run()
     assert at.session_state["settings"]["model"] == "mlp"
     assert at.query_params.get("model") in ("mlp", ["mlp"])
 
@@ -108,7 +108,7 @@ def test_forget_set_scenario_and_pick_drop():
     assert_clean(at)
     every_widget_has_help(at)
     assert {m.label: m.value for m in at.metric}["forget set |D_f|"] == "60"
-    at.number_input(key="w_size").set_value(30).run()
+    at.number_input(key="w_size_forget_set").set_value(30).run()
     assert {m.label: m.value for m in at.metric}["forget set |D_f|"] == "30"
     keep = [ms for ms in at.multiselect if ms.key.startswith("keep_")][0]
     dropped = keep.value[:5]
@@ -188,10 +188,10 @@ def test_curvature_slider_changes_count_without_recomputing(monkeypatch):
         raise AssertionError("curvature recomputed")
 
     monkeypatch.setattr("core.curvature.hessian_diagonal", boom)
-    at.select_slider(key="w_frac").set_value(0.1).run()
+    at.select_slider(key="w_frac_curvature").set_value(0.1).run()
     assert at.metric[0].value == f"{round(0.1 * n_params):,}"
     assert at.query_params.get("frac") in ("0.1", ["0.1"])
-    at.toggle(key="w_largest").set_value(False).run()
+    at.toggle(key="w_largest_curvature").set_value(False).run()
     assert_clean(at)
     assert at.session_state["curv_selection"]["largest"] is False
     assert "≤" in " ".join(c.value for c in at.caption)
@@ -237,7 +237,7 @@ def test_unlearn_page_runs_strategies_and_shows_before_after(monkeypatch):
 
 def test_unlearn_without_strategy_is_an_error():
     at = app("pages/4_Unlearn.py")
-    at.multiselect(key="w_strategies").set_value([]).run()
+    at.multiselect(key="w_strategies_unlearn").set_value([]).run()
     at.button(key="unlearn").click().run()
     assert not at.exception
     assert any("strategies" in e.value for e in at.error)

@@ -130,8 +130,8 @@ def button(page, text: str):
     return page.locator('button[data-testid^="stBaseButton"]:visible', has_text=text).first
 
 
-def open_page(page, title: str) -> None:
+def open_page(page, title: str, heading: str | None = None) -> None:
     """Go to a page through the sidebar menu (same browser session, unlike page.goto)."""
     page.locator('[data-testid="stSidebar"] a', has_text=title).first.click()
-    page.get_by_role("heading", name=title).wait_for(timeout=60_000)
+    page.get_by_role("heading", name=heading or title).first.wait_for(timeout=60_000)
     wait_idle(page)

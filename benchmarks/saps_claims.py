@@ -119,8 +119,9 @@ def report(results: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for b in ok[:8]:
             m, s = b["mean"], b["std"]
+            frac = "-" if b["fraction"] is None else f"{b['fraction']:g}"
             fmt = lambda k, m=m, s=s: "-" if m.get(k) is None else f"{m[k]:.3f} ± {s[k]:.3f}"  # noqa: E731
-            lines.append(f"| {b['strategy']}{'' if b['largest'] else ' (smallest)'} | {b['fraction']:g} | {b['method']} "
+            lines.append(f"| {b['strategy']}{'' if b['largest'] else ' (smallest)'} | {frac} | {b['method']} "
                          f"| {b['n']} | {fmt(metric)} | {fmt('test_acc_drop')} | {fmt('retrain_ratio')} "
                          f"| {fmt('relearn_asr')} | {fmt('mia_auc')} |")  # fmt: skip
         if not ok:

@@ -26,6 +26,7 @@ from torch import nn
 from core import config as config_mod
 from core import data, metrics, models, scenarios, training
 from core.errors import ConfigError
+from core.executors import check_executor
 from core.store import RunStore, config_key
 
 Progress = Callable[[str, float, str], None]
@@ -407,18 +408,10 @@ def sweep(config: dict | None = None, *, store: RunStore | None = None, progress
     "n", "mean": METRICS, "std": METRICS}]}."""
     progress = progress or _noop
     cfg = config_mod.normalize(config or {}, sweep=True)
-    if executor not in ("local", "ray"):
-        raise ConfigError("executor", f"{executor!r} is not allowed; choose 'local' or 'ray'")
+    check_executor(executor, address)
     prepared = prepare({**cfg, "seed": cfg["seeds"][0]})
     check_budgets(cfg, prepared)
     cells = sweep_cells(cfg)
-    if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "executor", "ray is not installed; pip install -r requirements-scale.txt"
-            ) from None
     start = time.perf_counter()
     results: list[dict | None] = [None] * len(cells)
     keys = [cell_key(c) for c in cells]
@@ -450,30 +443,56 @@ def sweep(config: dict | None = None, *, store: RunStore | None = None, progress
     return out
 
 
-def _record_cell(store: RunStore | None, cell: dict, key: str, compute: Callable[[], dict]) -> dict:
+def _record_cell(store: RunStore | None, cell: dict, key: str, compute: Callable[[], dict], *,
+                 wait: bool = True) -> dict:  # fmt: skip
+    """Compute and store one cell, unless another sweep sharing the store already has it.
+
+    `store.claim` makes the check-and-start atomic, so two sweeps on one store never store a
+    cell twice: the second waits for the first's result (or, with wait=False, keeps its own
+    result unstored). A holder that dies releases its claim."""
     if store is None:
         return compute()
-    with store.recording(cell, kind="cell", key=key) as rec:
+    while (row_id := store.claim(key, cell)) is None:
+        row = store.find_done(key)
+        if row is not None and row.get("result"):
+            return {**row["result"], "cached": True}
+        if not wait:
+            return compute()
+        time.sleep(0.5)
+    start = time.perf_counter()
+    try:
         result = compute()
-        store.finish(rec["id"], result, result["seconds"])
-        rec["finished"] = True
+    except BaseException as e:
+        store.fail(row_id, f"{type(e).__name__}: {e}", time.perf_counter() - start)
+        raise
+    store.finish(row_id, result, result["seconds"])
     return result
 
 
-def _run_ray(cells, keys, pending, results, store, progress, address) -> None:  # pragma: no cover - needs ray
-    import ray
+def _run_ray(cells, keys, pending, results, store, progress, address) -> None:
+    """One Ray task per seed trains its models and curvature; one task per cell reuses them.
 
-    ray.init(address=address, ignore_reinit_error=True)
-    task = ray.remote(run_cell)
-    futures = {task.remote(cells[i]): i for i in pending}
-    done = len(cells) - len(pending)
-    while futures:
-        ready, _ = ray.wait(list(futures), num_returns=1)
-        i = futures.pop(ready[0])
-        result = ray.get(ready[0])
-        results[i] = _record_cell(store, cells[i], keys[i], lambda r=result: r)  # only the driver writes
-        done += 1
-        progress("cell", done / len(cells), _cell_label(result))
+    Workers never see the store: results come back here and only the driver writes them."""
+    from core.executors import ray_session
+
+    with ray_session(address) as ray:
+        seed_task = ray.remote(num_cpus=1)(seed_resources)
+        cell_task = ray.remote(num_cpus=1)(run_cell)
+        seed_refs: dict[int, Any] = {}
+        futures = {}
+        for i in pending:
+            seed = cells[i]["seed"]
+            if seed not in seed_refs:
+                seed_refs[seed] = seed_task.remote(cells[i])
+            futures[cell_task.remote(cells[i], seed_refs[seed])] = i
+        done = len(cells) - len(pending)
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            i = futures.pop(ready[0])
+            result = ray.get(ready[0])
+            results[i] = _record_cell(store, cells[i], keys[i], lambda r=result: r, wait=False)
+            done += 1
+            progress("cell", done / len(cells), _cell_label(result))
 
 
 def _cell_label(r: dict) -> str:

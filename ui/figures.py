@@ -6,6 +6,7 @@ Pages turn tensors into numpy arrays and call these; tests call them directly.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,20 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 PALETTE = ["#4c6ef5", "#f76707", "#37b24d", "#ae3ec9", "#f03e3e", "#1098ad", "#fab005", "#868e96"]
+# One colour per strategy / model on every chart of every page (see strategy_color).
+STRATEGY_COLORS = {
+    "saps": "#4c6ef5",
+    "saps (smallest)": "#15aabf",
+    "random": "#f59f00",
+    "magnitude": "#ae3ec9",
+    "gradient": "#37b24d",
+    "fisher": "#e64980",
+    "last_layer": "#f76707",
+    "all": "#868e96",
+    "original": "#c92a2a",
+    "retrained": "#212529",
+}
+_FALLBACK = ["#5c7cfa", "#82c91e", "#be4bdb", "#fd7e14", "#20c997", "#fa5252", "#7950f2", "#a61e4d"]
 METRIC_LABELS = {
     "test_acc": "test accuracy",
     "retain_acc": "retain accuracy",
@@ -25,6 +40,26 @@ METRIC_LABELS = {
     "relearn_asr": "ASR after relearning",
     "dist_to_retrained": "distance to retrained",
 }
+
+
+def strategy_key(label: str) -> str:
+    """The strategy / model a chart label names: "saps @ 2.0%" -> "saps", "saps_smallest" ->
+    "saps (smallest)", "original θ*" -> "original", "retrained (target)" / "retrain" -> "retrained"."""
+    key = str(label).strip().lower().split(" @ ")[0].strip()
+    if key.startswith("original"):
+        return "original"
+    if key.startswith("retrain"):
+        return "retrained"
+    return key.replace("_smallest", " (smallest)")
+
+
+def strategy_color(label: str) -> str:
+    """The colour of a strategy or model label, the same in every figure (unknown labels get a
+    stable colour from their name, never from their position in a figure)."""
+    key = strategy_key(label)
+    if key in STRATEGY_COLORS:
+        return STRATEGY_COLORS[key]
+    return _FALLBACK[zlib.crc32(key.encode()) % len(_FALLBACK)]
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int | None = None) -> go.Figure:
@@ -122,11 +157,11 @@ def sample_picker(labels: Sequence[int], chosen: Sequence[bool], *, cols: int = 
 def training_curves(histories: dict[str, list[dict]]) -> go.Figure:
     """Loss and training accuracy per epoch, one line per model (role -> History.epochs)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=["loss", "training accuracy"])
-    for i, (role, epochs) in enumerate(histories.items()):
+    for role, epochs in histories.items():
         if not epochs:
             continue
         x = [e["epoch"] for e in epochs]
-        color = PALETTE[i % len(PALETTE)]
+        color = strategy_color(role)
         fig.add_trace(go.Scatter(x=x, y=[e["loss"] for e in epochs], name=role, line=dict(color=color),
                                  legendgroup=role), row=1, col=1)  # fmt: skip
         fig.add_trace(go.Scatter(x=x, y=[e["accuracy"] for e in epochs], name=role, showlegend=False,
@@ -140,10 +175,10 @@ def metric_bars(
 ) -> go.Figure:
     """Grouped bars: one group per metric, one bar per model/strategy (name -> METRICS)."""
     fig = go.Figure()
-    for i, (name, m) in enumerate(rows.items()):
+    for name, m in rows.items():
         ks = [k for k in keys if m.get(k) is not None]
         fig.add_trace(go.Bar(name=name, x=[METRIC_LABELS.get(k, k) for k in ks], y=[m[k] for k in ks],
-                             marker_color=PALETTE[i % len(PALETTE)],
+                             marker_color=strategy_color(name),
                              hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))  # fmt: skip
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.05])
@@ -254,8 +289,8 @@ def unlearning_curves(
     """Metric vs unlearning step, one line per strategy; curve = {"step": [...], key: [...]}."""
     keys = [k for k in keys if any(c.get(k) for c in curves.values())] or list(keys)
     fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[METRIC_LABELS.get(k, k) for k in keys])
-    for i, (name, c) in enumerate(curves.items()):
-        color = PALETTE[i % len(PALETTE)]
+    for name, c in curves.items():
+        color = strategy_color(name)
         for j, k in enumerate(keys):
             if not c.get(k):
                 continue
@@ -278,10 +313,10 @@ def metric_vs_budget(
         if v is None or p.get("fraction") is None:
             continue
         by.setdefault(p["strategy"], []).append((p["fraction"], v))
-    for i, (name, xy) in enumerate(sorted(by.items())):
+    for name, xy in sorted(by.items()):
         xy.sort()
         fig.add_trace(go.Scatter(x=[x for x, _ in xy], y=[y for _, y in xy], name=name, mode="lines+markers",
-                                 line=dict(color=PALETTE[i % len(PALETTE)])))  # fmt: skip
+                                 line=dict(color=strategy_color(name))))  # fmt: skip
     if reference is not None:
         fig.add_hline(y=reference, line=dict(color="black", dash="dot"), annotation_text="retrained")
     fig.update_xaxes(title="budget (fraction of parameters)", type="log", tickformat=".1%")
@@ -293,16 +328,14 @@ def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str
              original: dict | None = None, retrained: dict | None = None) -> go.Figure:  # fmt: skip
     """Utility (y) vs forgetting (x) per strategy; the retrained model is the target point."""
     fig = go.Figure()
-    for i, p in enumerate(points):
+    for p in points:
         m = p["metrics"]
         if m.get(x_key) is None or m.get(y_key) is None:
             continue
         fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=p["label"], mode="markers",
-                                 marker=dict(size=13, color=PALETTE[i % len(PALETTE)])))  # fmt: skip
-    for name, m, symbol, color in (
-        ("original θ*", original, "x", "#495057"),
-        ("retrained (target)", retrained, "star", "#000"),
-    ):
+                                 marker=dict(size=13, color=strategy_color(p["label"]))))  # fmt: skip
+    for name, m, symbol in (("original θ*", original, "x"), ("retrained (target)", retrained, "star")):
+        color = strategy_color(name)
         if m and m.get(x_key) is not None and m.get(y_key) is not None:
             fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=name, mode="markers",
                                      marker=dict(size=18, symbol=symbol, color=color)))  # fmt: skip
@@ -312,9 +345,20 @@ def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str
 
 
 def strategy_bars(
-    labels: Sequence[str], values: Sequence[float | None], *, title: str, fmt: str = ".3f"
+    labels: Sequence[str], values: Sequence[float | None], *, title: str, fmt: str = ".3f",
+    y_title: str | None = None, reference: float | None = None, reference_label: str = "retrained",
 ) -> go.Figure:
+    """One bar per strategy in its own colour; `reference` (e.g. retraining) as a labelled dashed line."""
     ok = [(lbl, v) for lbl, v in zip(labels, values) if v is not None]
-    fig = go.Figure(go.Bar(x=[lbl for lbl, _ in ok], y=[v for _, v in ok], marker_color=PALETTE[0],
-                           text=[format(v, fmt) for _, v in ok], textposition="outside"))  # fmt: skip
-    return _layout(fig, title, 300)
+    fig = go.Figure(go.Bar(x=[lbl for lbl, _ in ok], y=[v for _, v in ok], name="strategies", showlegend=False,
+                           marker_color=[strategy_color(lbl) for lbl, _ in ok], cliponaxis=False,
+                           text=[format(v, fmt) for _, v in ok], textposition="outside",
+                           hovertemplate="%{x}: %{y:" + fmt + "}<extra></extra>"))  # fmt: skip
+    top = max([v for _, v in ok] + [reference or 0.0, 1e-9])
+    if reference is not None:
+        fig.add_hline(y=reference, line=dict(color=strategy_color(reference_label), width=2, dash="dash"),
+                      annotation_text=f"{reference_label}: {format(reference, fmt)}",
+                      annotation_position="top right", annotation_font=dict(size=12))  # fmt: skip
+    fig.update_yaxes(title=y_title, range=[0, top * 1.18], rangemode="tozero")
+    fig.update_xaxes(title="strategy @ budget")
+    return _layout(fig, title, 340)

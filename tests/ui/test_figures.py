@@ -90,3 +90,36 @@ def test_images_and_misc():
         [{"name": "w", "numel": 10, "selected": 5, "share": 0.5, "zero_score_selected": 1}]
     )
     assert list(share.data[0].y) == [0.5] and list(share.data[1].y) == [0.1]
+
+
+def _colors_by_name(fig: go.Figure) -> dict[str, str]:
+    out = {}
+    for t in fig.data:
+        color = (t.marker.color if t.type == "bar" else None) or t.line.color or t.marker.color
+        out[t.name] = color
+    return out
+
+
+def test_a_strategy_has_the_same_colour_in_every_figure():
+    m = {"test_acc": 0.9, "asr": 0.2}
+    # different orders and label spellings in two figures of two pages
+    bars = figures.metric_bars({"original θ*": m, "retrained": m, "saps": m, "random": m, "all": m},
+                               ["test_acc", "asr"])  # fmt: skip
+    trade = figures.tradeoff([{"label": "all", "metrics": m}, {"label": "random @ 2.0%", "metrics": m},
+                              {"label": "saps @ 2.0%", "metrics": m}], original=m, retrained=m)  # fmt: skip
+    a, b = _colors_by_name(bars), _colors_by_name(trade)
+    assert a["saps"] == b["saps @ 2.0%"] == figures.STRATEGY_COLORS["saps"]
+    assert a["random"] == b["random @ 2.0%"] and a["all"] == b["all"]
+    assert a["original θ*"] == b["original θ*"] and a["retrained"] == b["retrained (target)"]
+    curves = figures.unlearning_curves({"gradient": {"step": [0, 1], "asr": [1, 0]},
+                                        "saps (smallest)": {"step": [0, 1], "asr": [1, 0]}}, ("asr",))  # fmt: skip
+    budget = figures.metric_vs_budget([{"strategy": "saps (smallest)", "fraction": 0.1, "metrics": {"asr": 0.2}},
+                                       {"strategy": "gradient", "fraction": 0.1, "metrics": {"asr": 0.5}}], "asr")  # fmt: skip
+    c, d = _colors_by_name(curves), _colors_by_name(budget)
+    assert c["gradient"] == d["gradient"] and c["saps (smallest)"] == d["saps (smallest)"]
+    assert figures.strategy_color("saps_smallest") == c["saps (smallest)"]
+    seconds = figures.strategy_bars(["gradient @ 2.0%", "saps @ 2.0%"], [1.0, 2.0], title="s")
+    assert list(seconds.data[0].marker.color) == [c["gradient"], a["saps"]]
+    # every named strategy has its own colour; an unknown label gets a stable one
+    assert len(set(figures.STRATEGY_COLORS.values())) == len(figures.STRATEGY_COLORS)
+    assert figures.strategy_color("new_one") == figures.strategy_color("new_one @ 5%")

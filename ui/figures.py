@@ -345,8 +345,14 @@ def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str
 
 
 def strategy_bars(
-    labels: Sequence[str], values: Sequence[float | None], *, title: str, fmt: str = ".3f",
-    y_title: str | None = None, reference: float | None = None, reference_label: str = "retrained",
+    labels: Sequence[str],
+    values: Sequence[float | None],
+    *,
+    title: str,
+    fmt: str = ".3f",
+    y_title: str | None = None,
+    reference: float | None = None,
+    reference_label: str = "retrained",
 ) -> go.Figure:
     """One bar per strategy in its own colour; `reference` (e.g. retraining) as a labelled dashed line."""
     ok = [(lbl, v) for lbl, v in zip(labels, values) if v is not None]

@@ -51,8 +51,12 @@ def relative_distance(model: nn.Module, reference: nn.Module) -> float:
 
 def output_distance(model: nn.Module, reference: nn.Module, inputs: torch.Tensor) -> tuple[float, float]:
     """(prediction agreement, mean KL(p_ref ‖ p_model)) on `inputs` (N×C×H×W)."""
-    lp = F.log_softmax(predict(model, inputs), 1)
-    lq = F.log_softmax(predict(reference, inputs), 1)
+    return _output_distance(predict(model, inputs), predict(reference, inputs))
+
+
+def _output_distance(logits: torch.Tensor, ref_logits: torch.Tensor) -> tuple[float, float]:
+    lp = F.log_softmax(logits, 1)
+    lq = F.log_softmax(ref_logits, 1)
     agreement = float((lp.argmax(1) == lq.argmax(1)).float().mean())
     kl = float((lq.exp() * (lq - lp)).sum(1).mean())
     return agreement, kl
@@ -85,18 +89,19 @@ def confidence_features(logits: torch.Tensor, targets: torch.Tensor) -> np.ndarr
     return torch.cat([loss, loss.neg().exp(), top, entropy], 1).numpy()
 
 
-def membership_inference(model: nn.Module, members: tuple[torch.Tensor, torch.Tensor],
-                         non_members: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0) -> dict:  # fmt: skip
+def membership_inference(model: nn.Module | None, members: tuple[torch.Tensor, torch.Tensor],
+                         non_members: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0,
+                         logits: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:  # fmt: skip
     """Attacks on members (label 1) vs non-members (label 0), balanced by subsampling the larger set.
 
     loss threshold: score = −loss (members fit better) -> AUC, TPR at 1 % and 0.1 % FPR.
-    logistic: logistic regression on `confidence_features`, AUC of 5-fold cross-validated scores.
+    logistic: L2-regularized logistic regression (C = 1, as sklearn's default) on standardized
+    `confidence_features`, AUC of 5-fold stratified cross-validated scores.
+    logits: the model's logits on (members inputs, non-members inputs) when already computed
+    (then `model` is not called).
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.model_selection import StratifiedKFold
 
     (x_in, y_in), (x_out, y_out) = members, non_members
     n = min(len(y_in), len(y_out))
@@ -106,21 +111,53 @@ def membership_inference(model: nn.Module, members: tuple[torch.Tensor, torch.Te
     g = torch.Generator().manual_seed(seed)
     i_in = torch.randperm(len(y_in), generator=g)[:n]
     i_out = torch.randperm(len(y_out), generator=g)[:n]
-    x = torch.cat([x_in[i_in], x_out[i_out]])
     y = torch.cat([y_in[i_in], y_out[i_out]]).cpu()
+    if logits is None:
+        out_logits = predict(model, torch.cat([x_in[i_in], x_out[i_out]]))
+    else:
+        out_logits = torch.cat([logits[0][i_in], logits[1][i_out]])
     labels = np.r_[np.ones(n), np.zeros(n)]
-    feats = confidence_features(predict(model, x), y)
+    feats = confidence_features(out_logits, y)
     score = -feats[:, 0]
     out = {"mia_auc": float(roc_auc_score(labels, score)),
            "mia_tpr_at_1pct_fpr": tpr_at_fpr(labels, score, 0.01),
            "mia_tpr_at_0p1pct_fpr": tpr_at_fpr(labels, score, 0.001)}  # fmt: skip
-    folds = min(5, n)
     feats = np.nan_to_num(feats, nan=0.0, posinf=50.0, neginf=-50.0)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(clf, feats, labels, cv=cv, method="predict_proba")[:, 1]
+    proba = np.zeros(2 * n)
+    for train, test in StratifiedKFold(min(5, n), shuffle=True, random_state=seed).split(feats, labels):
+        mu, sd = feats[train].mean(0), feats[train].std(0)
+        sd[sd == 0] = 1.0  # as StandardScaler: a constant feature is left unscaled
+        w = logistic_fit((feats[train] - mu) / sd, labels[train])
+        proba[test] = _sigmoid(_design((feats[test] - mu) / sd) @ w)
     out["mia_auc_logistic"] = float(roc_auc_score(labels, proba))
     return out
+
+
+def _design(x: np.ndarray) -> np.ndarray:
+    return np.c_[x, np.ones(len(x))]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def logistic_fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, iters: int = 50) -> np.ndarray:
+    """Weights (features…, intercept) minimizing ½‖w‖² + C·Σ logloss (intercept unpenalized), the
+    objective of sklearn's LogisticRegression(C), by Newton's method: features are few (6), so
+    a dense solve per iteration costs microseconds instead of a solver's per-call overhead."""
+    a = _design(x)
+    w = np.zeros(a.shape[1])
+    reg = np.ones(a.shape[1]) / c
+    reg[-1] = 0.0
+    for _ in range(iters):
+        p = _sigmoid(a @ w)
+        grad = a.T @ (p - y) + reg * w
+        hess = (a * (p * (1 - p))[:, None]).T @ a + np.diag(reg) + 1e-10 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return w
 
 
 # -- relearning attack ---------------------------------------------------------------------------
@@ -183,14 +220,25 @@ def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | No
 
     mia: run the membership-inference attacks (D_f as trained vs the test set);
     relearn: run the relearning attack (options relearn_samples, relearn_steps, relearn_lr).
+    reference_test_logits (option): the reference's test logits, computed once by the caller
+    when it evaluates many models against one reference.
     """
     x_f, y_f_poisoned = forget_set.forget
     _, y_f_true = forget_set.forget_true
+    x_r, y_r = forget_set.retain
+    # one forward pass per data set, shared by every metric that reads it
+    test_logits = predict(model, dataset.x_test)
+    forget_logits = predict(model, x_f) if len(y_f_true) else None
+    forget_pred = forget_logits.argmax(1) if forget_logits is not None else None
+
+    def acc(pred: torch.Tensor | None, y: torch.Tensor) -> float | None:
+        return None if pred is None or len(y) == 0 else float((pred == y.cpu()).float().mean())
+
     out: dict[str, float | None] = {
-        "test_acc": accuracy(model, dataset.x_test, dataset.y_test),
-        "retain_acc": accuracy(model, *forget_set.retain),
-        "forget_acc": accuracy(model, x_f, y_f_true),
-        "forget_acc_poisoned": accuracy(model, x_f, y_f_poisoned),
+        "test_acc": acc(test_logits.argmax(1), dataset.y_test),
+        "retain_acc": accuracy(model, x_r, y_r),
+        "forget_acc": acc(forget_pred, y_f_true),
+        "forget_acc_poisoned": acc(forget_pred, y_f_poisoned),
         "asr": attack_success_rate(model, forget_set),
         "mia_auc": None,
         "relearn_asr": None,
@@ -198,14 +246,17 @@ def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | No
     }
     out.update({k: None for k in EXTRA_KEYS})
     if mia:
-        out.update(
-            membership_inference(model, (x_f, y_f_poisoned), (dataset.x_test, dataset.y_test), seed=seed)
-        )
+        logits = (forget_logits, test_logits) if forget_logits is not None else None
+        out.update(membership_inference(model, (x_f, y_f_poisoned), (dataset.x_test, dataset.y_test), seed=seed,
+                                        logits=logits))  # fmt: skip
     if relearn:
         out["relearn_asr"] = relearn_attack(
             model, forget_set, samples=options.get("relearn_samples", 10),
             steps=options.get("relearn_steps", 10), lr=options.get("relearn_lr", 1e-3), seed=seed,
         )  # fmt: skip
     if reference is not None:
-        out["agreement"], out["kl_to_retrained"] = output_distance(model, reference, dataset.x_test)
+        ref_logits = options.get("reference_test_logits")
+        if ref_logits is None:
+            ref_logits = predict(reference, dataset.x_test)
+        out["agreement"], out["kl_to_retrained"] = _output_distance(test_logits, ref_logits)
     return out

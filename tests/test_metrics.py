@@ -99,3 +99,33 @@ def test_relearning_attack_restores_a_backdoor_on_a_copy(digits):
     asr = metrics.relearn_attack(model, fs, samples=30, steps=50, lr=0.05)
     assert asr > asr0
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+def test_logistic_attack_matches_sklearn_pipeline():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 6)) + np.r_[np.ones(40), np.zeros(40)][:, None] * 0.7
+    y = np.r_[np.ones(40), np.zeros(40)]
+    clf = LogisticRegression(max_iter=1000, tol=1e-10).fit(x, y)
+    w = metrics.logistic_fit(x, y)
+    assert np.allclose(w[:-1], clf.coef_[0], atol=1e-4) and w[-1] == pytest.approx(clf.intercept_[0], abs=1e-4)
+    # the attack's cross-validated AUC equals sklearn's pipeline on the same features and folds
+    torch.manual_seed(1)
+    logits = torch.randn(40, 3) * 2
+    model = Fixed(logits)
+    xs = torch.arange(40).float().view(40, 1, 1, 1)
+    ys = torch.randint(3, (40,))
+    out = metrics.membership_inference(model, (xs[:20], ys[:20]), (xs[20:], ys[20:]), seed=3)
+    g = torch.Generator().manual_seed(3)
+    i_in, i_out = torch.randperm(20, generator=g), torch.randperm(20, generator=g)
+    feats = metrics.confidence_features(torch.cat([logits[:20][i_in], logits[20:][i_out]]).detach(),
+                                        torch.cat([ys[:20][i_in], ys[20:][i_out]]))  # fmt: skip
+    labels = np.r_[np.ones(20), np.zeros(20)]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, tol=1e-10))
+    proba = cross_val_predict(pipe, feats, labels, cv=StratifiedKFold(5, shuffle=True, random_state=3),
+                              method="predict_proba")[:, 1]  # fmt: skip
+    assert out["mia_auc_logistic"] == pytest.approx(roc_auc_score(labels, proba), abs=1e-6)

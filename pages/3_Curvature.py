@@ -51,6 +51,38 @@ if cfg is not None:
             st.rerun()
 
 
+def strategy_overlap(cfg: dict, scores: dict, frac: float) -> None:
+    """Jaccard overlap of every strategy's mask at the slider's budget (inside the fragment)."""
+    st.markdown(f"**Do strategies agree?** Jaccard overlap |A∩B|/|A∪B| of their masks at **{frac:.1%}** "
+                "(follows the budget slider).")  # fmt: skip
+    if not st.toggle("Show strategy overlap", key="show_jaccard",
+                     help="Builds the mask of every strategy at the current budget (gradient and Fisher "
+                          "need a pass over the data; each budget is computed once per session)."):  # fmt: skip
+        return
+    memo = st.session_state.setdefault("jaccard", {})
+    key = (cache.curvature_key(cfg), frac)
+    try:
+        if key not in memo:
+            original, _ = cache.model(cfg, "original", store)
+            fs = cache.prepared(cfg).forget_set
+            x_f, y_f = fs.forget
+            masks = {}
+            for name, entry in state.STRATEGY_CHOICES.items():
+                masks[name] = selection.build_mask(
+                    entry["name"], original, fraction=frac, largest=entry.get("largest", True),
+                    scores=scores, forget_inputs=x_f, forget_targets=y_f, inputs=fs.x_train,
+                    targets=fs.y_train, seed=cfg["seed"])  # fmt: skip
+            memo[key] = (analysis.overlap_matrix(masks), list(masks))
+        matrix, names = memo[key]
+        left, right = st.columns([3, 2])
+        left.plotly_chart(figures.matrix(matrix, names, title=f"Jaccard overlap of the masks at {frac:.1%}"),
+                          width="stretch", key="jaccard")  # fmt: skip
+        right.caption("1 = the same parameters, 0 = disjoint. Random masks overlap by about "
+                      f"{frac / (2 - frac):.2f} by chance at this budget; last_layer and all ignore it.")  # fmt: skip
+    except SapsError as e:
+        st.error(str(e))
+
+
 @st.fragment
 def selection_view(cfg: dict, scores: dict) -> None:
     """Budget slider and everything it drives; reruns alone when the slider moves."""
@@ -78,8 +110,9 @@ def selection_view(cfg: dict, scores: dict) -> None:
     h1.plotly_chart(figures.score_histogram(analysis.flat(scores), t, largest=largest, n_selected=n),
                     width="stretch", key="hist")  # fmt: skip
     h2.plotly_chart(figures.layer_share(rows), width="stretch", key="share")
-    st.markdown("**Per-layer log |diag H|** (conv filters tiled: rows = output channel × kernel row; "
-                "selected cells in colour)")  # fmt: skip
+    st.markdown("**Per-layer log₁₀ |diag H|**: conv weights as a grid of k×k filters, one tile per "
+                "(output, input) channel pair; dense weights as output × input unit. Selected parameters in "
+                "colour, the others grey; hover a cell for its index.")  # fmt: skip
     all_logs = figures.log_scores(analysis.flat(scores))
     zrange = (float(all_logs.min()), float(all_logs.max()))
     names = [k for k, v in scores.items() if v.dim() > 1] or list(scores)
@@ -88,6 +121,7 @@ def selection_view(cfg: dict, scores: dict) -> None:
         with tab:
             st.plotly_chart(figures.layer_heatmap(name, scores[name].numpy(), mask[name].numpy(), zrange=zrange),
                             width="stretch", key=f"heat_{name}")  # fmt: skip
+    strategy_overlap(cfg, scores, frac)
     st.session_state["curv_selection"] = {
         "n_selected": n,
         "threshold": t,
@@ -100,8 +134,8 @@ def selection_view(cfg: dict, scores: dict) -> None:
 if scores is not None and cfg is not None:
     selection_view(cfg, scores)
 
-    st.subheader("Do estimators and strategies agree?")
-    e1, e2 = st.columns(2)
+    st.subheader("Do estimators agree?")
+    e1, _ = st.columns(2)
     with e1:
         st.markdown(
             "**Estimators**: Spearman rank correlation of the scores (exact vs Hutchinson vs Fisher)."
@@ -129,24 +163,5 @@ if scores is not None and cfg is not None:
         if est:
             st.plotly_chart(figures.matrix(est["matrix"], est["names"], title="rank correlation", zmin=-1,
                                            colorscale="RdBu"), width="stretch", key="est_matrix")  # fmt: skip
-    with e2:
-        st.markdown(f"**Strategies**: Jaccard overlap |A∩B|/|A∪B| of their masks at {s['frac']:.1%}.")
-        if st.toggle("Show strategy overlap", key="show_jaccard",
-                     help="Builds the mask of every strategy at the current budget (gradient and Fisher "
-                          "need a pass over the data)."):  # fmt: skip
-            try:
-                original, _ = cache.model(cfg, "original", store)
-                fs = cache.prepared(cfg).forget_set
-                x_f, y_f = fs.forget
-                masks = {}
-                for key, entry in state.STRATEGY_CHOICES.items():
-                    masks[key] = selection.build_mask(
-                        entry["name"], original, fraction=s["frac"], largest=entry.get("largest", True),
-                        scores=scores, forget_inputs=x_f, forget_targets=y_f, inputs=fs.x_train,
-                        targets=fs.y_train, seed=s["seed"])  # fmt: skip
-                st.plotly_chart(figures.matrix(analysis.overlap_matrix(masks), list(masks), title="Jaccard overlap"),
-                                width="stretch", key="jaccard")  # fmt: skip
-            except SapsError as e:
-                st.error(str(e))
 
 state.sync_url()

@@ -211,28 +211,111 @@ def log_scores(values: np.ndarray, floor: float | None = None) -> np.ndarray:
     return out
 
 
+def filter_layout(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Where each k×k filter of a conv weight O×I×kh×kw goes: one tile per (output, input)
+    channel pair, one empty cell between tiles. Returns (rows, cols) of tile positions, each
+    O×I, and axis info. With several input channels the longer channel axis runs across; with
+    one to three (the first layer) the output channels wrap, 8 per row of tiles."""
+    o, i = shape[0], shape[1]
+    oo, ii = np.meshgrid(np.arange(o), np.arange(i), indexing="ij")
+    if i >= 4:
+        if o >= i:
+            return ii, oo, {"x": "output channel", "y": "input channel", "xs": "o", "ys": "i"}
+        return oo, ii, {"x": "input channel", "y": "output channel", "xs": "i", "ys": "o"}
+    per_row = min(o, 8)
+    across = f"{per_row} output channels per row" + (f", {i} input channels each" if i > 1 else "")
+    return oo // per_row, (oo % per_row) * i + ii, {"x": across + " (hover for indices)", "y": "output channels",
+                                                    "per_row": per_row}  # fmt: skip
+
+
+def layer_grid(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A parameter tensor as a 2-D picture with NaN gaps between conv filters, the
+    (out, in, kernel row, kernel col) index of every cell (NaN in gaps), and axis info."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 4:
+        o, i, kh, kw = v.shape
+        tr, tc, info = filter_layout(v.shape)
+        nr, nc = int(tr.max()) + 1, int(tc.max()) + 1
+        z = np.full((nr * (kh + 1) - 1, nc * (kw + 1) - 1), np.nan)
+        idx = np.full((*z.shape, 4), np.nan)
+        kr, kc = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+        for a in range(o):
+            for c in range(i):
+                r0, c0 = tr[a, c] * (kh + 1), tc[a, c] * (kw + 1)
+                z[r0 : r0 + kh, c0 : c0 + kw] = v[a, c]
+                idx[r0 : r0 + kh, c0 : c0 + kw] = np.stack([kr * 0 + a, kr * 0 + c, kr, kc], -1)
+        info.update(kh=kh, kw=kw, nr=nr, nc=nc, conv=True, shape=v.shape)
+        return z, idx, info
+    z = tile(v)
+    rr, cc = np.meshgrid(np.arange(z.shape[0]), np.arange(z.shape[1]), indexing="ij")
+    idx = np.stack([rr, cc, rr * 0, cc * 0], -1).astype(float)
+    if v.ndim == 1:
+        return z, idx, {"x": "unit", "y": "", "conv": False}
+    return z, idx, {"x": "input unit", "y": "output unit", "conv": False}
+
+
+def _tile_ticks(n: int, k: int, label: str) -> dict[str, Any]:
+    """Ticks at the centres of n tiles of k cells (+1 gap), at most ~16 of them."""
+    step = max(1, math.ceil(n / 16))
+    pos = list(range(0, n, step))
+    return dict(tickvals=[p * (k + 1) + (k - 1) / 2 for p in pos], ticktext=[f"{label}{p}" for p in pos],
+                showticklabels=True, ticks="", tickfont=dict(size=10))  # fmt: skip
+
+
 def layer_heatmap(name: str, scores: np.ndarray, mask: np.ndarray | None = None, *,
                   zrange: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
-    """log10 |diag H| of one parameter tensor (tiled); selected cells in colour, others in grey."""
-    z = tile(log_scores(scores, floor=zrange[0] if zrange else None))
-    zmin, zmax = zrange if zrange else (float(z.min()), float(z.max()))
+    """log10 |diag H| of one parameter tensor; selected cells in colour, others in grey.
+
+    Conv weights are drawn as a grid of k×k filter tiles (one per (output, input) channel pair,
+    with gaps); dense weights as output unit × input unit; a bias as one row."""
+    z, idx, info = layer_grid(log_scores(scores, floor=zrange[0] if zrange else None))
+    zmin, zmax = zrange if zrange else (float(np.nanmin(z)), float(np.nanmax(z)))
+    if info["conv"]:
+        hover = ("out %{customdata[0]}, in %{customdata[1]}, kernel (%{customdata[2]}, %{customdata[3]})"
+                 "<br>log₁₀|H_ii| = %{z:.2f}")  # fmt: skip
+    elif np.ndim(scores) == 1:
+        hover = "unit %{customdata[1]}<br>log₁₀|H_ii| = %{z:.2f}"
+    else:
+        hover = "out %{customdata[0]}, in %{customdata[1]}<br>log₁₀|H_ii| = %{z:.2f}"
+    bar = dict(title=dict(text="log₁₀|H_ii|", side="right"), thickness=14)
     fig = go.Figure()
     if mask is None:
-        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis", zmin=zmin, zmax=zmax,
-                                 colorbar=dict(title="log₁₀|H_ii|"),
-                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"))  # fmt: skip
+        fig.add_trace(go.Heatmap(z=z, customdata=idx, colorscale="Viridis", zmin=zmin, zmax=zmax, colorbar=bar,
+                                 hoverongaps=False, hovertemplate=hover + "<extra></extra>"))  # fmt: skip
     else:
-        m = tile(np.asarray(mask, dtype=bool))
-        fig.add_trace(go.Heatmap(z=z, colorscale="Greys", zmin=zmin, zmax=zmax, showscale=False, opacity=0.35,
-                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra>not selected</extra>"))  # fmt: skip
-        fig.add_trace(go.Heatmap(z=np.where(m, z, np.nan), colorscale="Viridis", zmin=zmin, zmax=zmax,
-                                 colorbar=dict(title="log₁₀|H_ii|"), hoverongaps=False,
-                                 hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra>selected</extra>"))  # fmt: skip
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
+        m = layer_grid(np.asarray(mask, dtype=float))[0] > 0.5
+        fig.add_trace(go.Heatmap(z=np.where(m, np.nan, z), customdata=idx, colorscale=[[0, "#dee2e6"], [1, "#868e96"]],
+                                 zmin=zmin, zmax=zmax, showscale=False, hoverongaps=False, name="not selected",
+                                 hovertemplate=hover + "<extra>not selected</extra>"))  # fmt: skip
+        fig.add_trace(go.Heatmap(z=np.where(m, z, np.nan), customdata=idx, colorscale="Viridis", zmin=zmin,
+                                 zmax=zmax, colorbar=bar, hoverongaps=False, name="selected",
+                                 hovertemplate=hover + "<extra>selected</extra>"))  # fmt: skip
     rows, cols = z.shape
-    height = int(min(520, max(140, 60 + 8 * rows * min(1.0, 400 / max(cols, 1)))))
-    return _layout(fig, f"{name} · {tuple(np.shape(scores))}", height)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False, zeroline=False,
+                     title=info["y"], showticklabels=False)  # fmt: skip
+    fig.update_xaxes(
+        constrain="domain", showgrid=False, zeroline=False, title=info["x"], showticklabels=False
+    )
+    if info["conv"]:
+        kh, kw = info["kh"], info["kw"]
+        if "per_row" in info:
+            per = info["per_row"]
+            o = info["shape"][0]
+            fig.update_yaxes(tickvals=[r * (kh + 1) + (kh - 1) / 2 for r in range(info["nr"])],
+                             ticktext=[f"{r * per}–{min(o, (r + 1) * per) - 1}" for r in range(info["nr"])],
+                             showticklabels=True, ticks="", tickfont=dict(size=10))  # fmt: skip
+        else:
+            fig.update_xaxes(**_tile_ticks(info["nc"], kw, ""))
+            fig.update_yaxes(**_tile_ticks(info["nr"], kh, ""))
+        sub = f"{info['shape'][0]} × {info['shape'][1]} filters of {kh}×{kw}"
+    else:
+        fig.update_xaxes(showticklabels=True, tickfont=dict(size=10))
+        fig.update_yaxes(showticklabels=np.ndim(scores) > 1, tickfont=dict(size=10))
+        sub = "×".join(map(str, np.shape(scores)))
+    height = int(min(600, max(170, 110 + 760 * rows / max(cols, 1))))
+    fig = _layout(fig, f"{name} · {sub}", height)
+    fig.update_layout(margin=dict(l=60, r=10, t=40, b=50), plot_bgcolor="white")
+    return fig
 
 
 def score_histogram(scores: np.ndarray, threshold: float | None, *, largest: bool = True,
@@ -250,9 +333,20 @@ def score_histogram(scores: np.ndarray, threshold: float | None, *, largest: boo
             f" · {n_selected:,} selected" if n_selected is not None else ""
         )
         fig.add_vline(x=t, line=dict(color=PALETTE[4], width=3, dash="dash"), annotation_text=label,
-                      annotation_position="top left" if largest else "top right")  # fmt: skip
-    fig.update_xaxes(title=f"log₁₀ |diag H|  ({zero:,} exact zeros not shown)")
-    fig.update_yaxes(title="parameters", type="log")
+                      annotation_position="top left" if largest else "top right",
+                      annotation_bgcolor="rgba(255,255,255,0.85)", annotation_font=dict(size=11))  # fmt: skip
+    # x is log10 |H_ii|; label the ticks as powers of ten, at most ~8 of them
+    if logs.size:
+        lo, hi = math.floor(logs.min()), math.ceil(logs.max())
+        step = max(1, math.ceil((hi - lo) / 8))
+        ticks = list(range(lo, hi + 1, step))
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"10<sup>{k}</sup>" for k in ticks])
+    fig.update_xaxes(title=f"|diag H| (log scale; {zero:,} exact zeros not shown)")
+    # counts on a log axis: one tick per power of ten (1, 10, 100, …), no minor labels
+    fig.update_yaxes(
+        title="parameters (log scale)", type="log", dtick=1, tickformat="d", minor=dict(showgrid=False)
+    )
+    fig.update_layout(bargap=0.05, showlegend=False)
     return _layout(fig, None, 300)
 
 

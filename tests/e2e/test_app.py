@@ -54,6 +54,8 @@ def test_demo_then_every_page_and_the_slider(page, app_url, artifacts):
     page.keyboard.press("ArrowRight")
     expect(count).to_have_text("685", timeout=10_000)  # 5 %
     page.wait_for_url("**frac=0.05**", timeout=10_000)
+    # the strategy-overlap panel follows the slider too (it lives in the slider's fragment)
+    expect(page.get_by_text("of their masks at 5.0%")).to_be_visible(timeout=10_000)
     no_exceptions(page)
     shot(page, artifacts, "curvature_slider")
 

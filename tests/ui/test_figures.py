@@ -37,6 +37,7 @@ def test_score_histogram_threshold_line_and_zero_count():
     fig = figures.score_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), threshold=1.0, n_selected=2)
     assert len(fig.data[0].x) == 3  # zeros are not on a log axis
     assert "2 exact zeros" in fig.layout.xaxis.title.text
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1  # 1, 10, 100: no 2, 5 clutter
     line = [s for s in fig.layout.shapes if s.type == "line"][0]
     assert line.x0 == 0.0
     assert "2 selected" in fig.layout.annotations[0].text
@@ -123,3 +124,26 @@ def test_a_strategy_has_the_same_colour_in_every_figure():
     # every named strategy has its own colour; an unknown label gets a stable one
     assert len(set(figures.STRATEGY_COLORS.values())) == len(figures.STRATEGY_COLORS)
     assert figures.strategy_color("new_one") == figures.strategy_color("new_one @ 5%")
+
+
+def test_conv_weights_are_drawn_as_separate_filter_tiles():
+    w = np.arange(4 * 5 * 2 * 3, dtype=float).reshape(4, 5, 2, 3) + 1  # O=4, I=5, 2×3 kernels
+    z, idx, info = figures.layer_grid(w)
+    # I=5 > O=4: output channels run down, input channels across; one empty cell between tiles
+    assert z.shape == (4 * 3 - 1, 5 * 4 - 1) and info["y"] == "output channel"
+    assert np.isnan(z[2, :]).all() and np.isnan(z[:, 3]).all()  # the gaps
+    o, i, r, c = 2, 3, 1, 2
+    cell = (o * 3 + r, i * 4 + c)
+    assert z[cell] == w[o, i, r, c] and list(idx[cell]) == [o, i, r, c]
+    # a first layer (one input channel) wraps 8 output channels per row of tiles
+    z1, idx1, info1 = figures.layer_grid(np.ones((16, 1, 3, 3)))
+    assert z1.shape == (2 * 4 - 1, 8 * 4 - 1) and info1["per_row"] == 8
+    assert list(idx1[4, 4]) == [9, 0, 0, 0]  # second row of tiles, second tile: output channel 9
+    # selected cells are in colour, the others in the grey trace, gaps in neither
+    mask = np.zeros(w.shape, dtype=bool)
+    mask[o, i, r, c] = True
+    fig = figures.layer_heatmap("conv.weight", w, mask)
+    grey, colour = (np.array(t.z, dtype=float) for t in fig.data)
+    assert np.isfinite(colour).sum() == 1 and np.isclose(colour[cell], np.log10(w[o, i, r, c]))
+    assert np.isnan(grey[cell]) and np.isfinite(grey).sum() == w.size - 1
+    assert "4 × 5 filters of 2×3" in fig.layout.title.text

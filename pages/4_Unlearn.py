@@ -58,11 +58,16 @@ if result:
         st.warning(result["note"])
     rows = result.get("strategies") or []
     labels_of = [f"{r['name']}{'' if r.get('largest', True) else ' (smallest)'}" for r in rows]
-    curves = {lbl: r["curve"] for lbl, r in zip(labels_of, rows) if isinstance(r.get("curve"), dict)}
+    # Per-step curves when the engine records them (row["curve"]); before/after bars always.
+    curves = {lbl: c for lbl, r in zip(labels_of, rows) if (c := figures.curve_columns(r.get("curve")))}
     if curves:
         st.subheader("Metrics over unlearning steps")
-        st.plotly_chart(figures.unlearning_curves(curves, ("test_acc", "retain_acc", "forget_acc", "asr")),
+        st.plotly_chart(figures.unlearning_curves(curves, ("test_acc", "retain_acc", "forget_acc", "asr"),
+                                                  reference=result.get("retrained")),
                         width="stretch", key="curves")  # fmt: skip
+        st.caption("Step 0 is θ*; dashed: the retrained model. Strategies without a curve (one-shot "
+                   "methods) appear in the bars below only." if len(curves) < len(rows) else
+                   "Step 0 is θ*; dashed: the retrained model.")  # fmt: skip
     st.subheader("Before / after")
     bars = {"original θ*": result["original"]}
     if result.get("retrained"):

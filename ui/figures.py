@@ -181,8 +181,9 @@ def metric_bars(
                              marker_color=strategy_color(name),
                              hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"))  # fmt: skip
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.05])
-    return _layout(fig, title, 320)
+    fig.update_yaxes(range=[0, 1.05], title="value (0–1)")
+    fig.update_xaxes(title="metric")
+    return _layout(fig, title, 340)
 
 
 # -- curvature -------------------------------------------------------------------------------
@@ -377,23 +378,64 @@ def matrix(values: np.ndarray, labels: Sequence[str], *, title: str, zmin: float
 
 
 # -- unlearning / comparison -----------------------------------------------------------------
+def curve_columns(curve: Any) -> dict[str, list]:
+    """A strategy's unlearning curve as {"step": [...], metric: [...]}; also accepts a list of
+    per-step dicts. Anything else (or no usable values) -> {}."""
+    if isinstance(curve, list) and all(isinstance(r, dict) for r in curve):
+        keys = list(dict.fromkeys(k for r in curve for k in r))
+        curve = {k: [r.get(k) for r in curve] for k in keys}
+    if not isinstance(curve, dict):
+        return {}
+    out = {k: list(v) for k, v in curve.items() if isinstance(v, (list, tuple))}
+    return out if any(any(x is not None for x in v) for k, v in out.items() if k != "step") else {}
+
+
 def unlearning_curves(
-    curves: dict[str, dict[str, list[float]]], keys: Sequence[str] = ("test_acc", "asr")
+    curves: dict[str, dict[str, list[float]]],
+    keys: Sequence[str] = ("test_acc", "asr"),
+    *,
+    reference: dict[str, float | None] | None = None,
 ) -> go.Figure:
-    """Metric vs unlearning step, one line per strategy; curve = {"step": [...], key: [...]}."""
-    keys = [k for k in keys if any(c.get(k) for c in curves.values())] or list(keys)
-    fig = make_subplots(rows=1, cols=len(keys), subplot_titles=[METRIC_LABELS.get(k, k) for k in keys])
+    """Metric vs unlearning step, one panel per metric (2 per row), one line per strategy in its
+    colour; curve = {"step": [...], key: [...]}; `reference` (the retrained model's METRICS) as
+    a dashed line per panel."""
+    keys = [k for k in keys if any(any(x is not None for x in (c.get(k) or [])) for c in curves.values())]
+    keys = keys or ["test_acc"]
+    ncols = 1 if len(keys) == 1 else 2
+    nrows = math.ceil(len(keys) / ncols)
+    fig = make_subplots(rows=nrows, cols=ncols, subplot_titles=[METRIC_LABELS.get(k, k) for k in keys],
+                        horizontal_spacing=0.16, vertical_spacing=0.18 if nrows > 1 else 0.1)  # fmt: skip
     for name, c in curves.items():
         color = strategy_color(name)
+        first = True
         for j, k in enumerate(keys):
-            if not c.get(k):
+            ys = c.get(k) or []
+            if not any(y is not None for y in ys):
                 continue
-            steps = c.get("step") or list(range(len(c[k])))
-            fig.add_trace(go.Scatter(x=steps, y=c[k], name=name, legendgroup=name, showlegend=j == 0,
-                                     line=dict(color=color)), row=1, col=j + 1)  # fmt: skip
-    fig.update_xaxes(title="step")
-    fig.update_yaxes(range=[0, 1.05])
-    return _layout(fig, None, 320)
+            steps = c.get("step") or list(range(len(ys)))
+            fig.add_trace(go.Scatter(x=steps[: len(ys)], y=ys, name=name, legendgroup=name, showlegend=first,
+                                     mode="lines+markers", marker=dict(size=5), line=dict(color=color, width=2),
+                                     connectgaps=True,
+                                     hovertemplate=f"{name}<br>step %{{x}}: %{{y:.3f}}<extra>{METRIC_LABELS.get(k, k)}</extra>"),
+                          row=j // ncols + 1, col=j % ncols + 1)  # fmt: skip
+            first = False
+    for j, k in enumerate(keys):
+        r, c = j // ncols + 1, j % ncols + 1
+        ref = (reference or {}).get(k)
+        if ref is not None:
+            fig.add_hline(y=ref, row=r, col=c, line=dict(color=strategy_color("retrained"), width=1.5, dash="dash"),
+                          annotation_text=f"retrained {ref:.1%}",
+                          annotation_position="top right" if ref < 0.5 else "bottom right",
+                          annotation_font=dict(size=10))  # fmt: skip
+        # utility metrics move by a few points: let their axis zoom in; forgetting spans 0–100 %
+        zoom = k in ("test_acc", "retain_acc")
+        fig.update_yaxes(title="rate" if k in ("asr", "relearn_asr") else "accuracy", tickformat=".1%" if zoom else ".0%",
+                         range=None if zoom else [-0.02, 1.05], row=r, col=c)  # fmt: skip
+        fig.update_xaxes(title="unlearning step", row=r, col=c)
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.04 + 0.04 * (nrows > 1), x=0))
+    fig = _layout(fig, None, 300 * nrows + 60)
+    fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
+    return fig
 
 
 def metric_vs_budget(

@@ -147,3 +147,18 @@ def test_conv_weights_are_drawn_as_separate_filter_tiles():
     assert np.isfinite(colour).sum() == 1 and np.isclose(colour[cell], np.log10(w[o, i, r, c]))
     assert np.isnan(grey[cell]) and np.isfinite(grey).sum() == w.size - 1
     assert "4 × 5 filters of 2×3" in fig.layout.title.text
+
+
+def test_unlearning_curves_per_metric_panel_with_the_retrained_level():
+    rows = [{"step": 0, "test_acc": 0.98, "asr": 0.9}, {"step": 5, "test_acc": 0.97, "asr": 0.1}]
+    assert figures.curve_columns(rows) == {"step": [0, 5], "test_acc": [0.98, 0.97], "asr": [0.9, 0.1]}
+    assert figures.curve_columns(None) == {} and figures.curve_columns({"step": [0, 1]}) == {}
+    curves = {"saps": figures.curve_columns(rows), "random": {"step": [0, 5], "test_acc": [0.98, 0.9]}}
+    fig = figures.unlearning_curves(curves, ("test_acc", "retain_acc", "asr"), reference={"asr": 0.02})
+    # retain_acc has no values: two panels; one legend entry per strategy
+    assert [a.text for a in fig.layout.annotations][:2] == ["test accuracy", "attack success rate"]
+    assert [t.name for t in fig.data if t.showlegend] == ["saps", "random"]
+    assert list(fig.data[1].x) == [0, 5] and list(fig.data[1].y) == [0.9, 0.1]
+    line = [sh for sh in fig.layout.shapes if sh.line.dash == "dash"][0]
+    assert line.y0 == 0.02 and any("retrained 2.0%" in (a.text or "") for a in fig.layout.annotations)
+    assert fig.layout.xaxis.title.text == "unlearning step" and fig.layout.yaxis2.title.text == "rate"

@@ -233,6 +233,26 @@ def test_unlearn_page_runs_strategies_and_shows_before_after(monkeypatch):
     assert [s["name"] for s in r["strategies"]] == ["saps", "random"]
     assert r["config"]["unlearning"]["method"] == "iterative"
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) >= 1
+    # no per-step curves in these rows: the before/after bars only
+    assert "Metrics over unlearning steps" not in [h.value for h in at.subheader]
+
+
+def test_unlearn_page_plots_step_curves_when_rows_carry_them(monkeypatch):
+    def with_curves(cfg, **_):
+        result = fake_result(cfg)
+        for i, row in enumerate(result["strategies"]):
+            row["curve"] = {"step": [0, 1, 2], "test_acc": [0.98, 0.97, 0.96], "retain_acc": [1.0, 0.99, 0.99],
+                            "forget_acc": [0.0, 0.4, 0.6], "asr": [0.97, 0.5 - 0.1 * i, 0.1]}  # fmt: skip
+        return result
+
+    monkeypatch.setattr(experiment, "run", with_curves)
+    at = app("pages/4_Unlearn.py", strategies="saps,random")
+    at.button(key="unlearn").click().run()
+    wait_job(at, lambda a: "result" in a.session_state)
+    at.run()
+    assert_clean(at)
+    assert "Metrics over unlearning steps" in [h.value for h in at.subheader]
+    assert "Before / after" in [h.value for h in at.subheader]  # the bars stay
 
 
 def test_unlearn_without_strategy_is_an_error():

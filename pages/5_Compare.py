@@ -120,12 +120,18 @@ if result:
     c1.plotly_chart(figs["tradeoff"], width="stretch", key="tradeoff")
     labels = [strategy_label(r) for r in rows]
     figs["distance"] = figures.strategy_bars(labels, [r["metrics"].get("dist_to_retrained") for r in rows],
-                                             title="distance to the retrained weights (lower is closer)")  # fmt: skip
+                                             title="distance to the retrained weights (lower is closer)",
+                                             y_title=figures.axis_title("dist_to_retrained"), fmt=".3f")  # fmt: skip
     c2.plotly_chart(figs["distance"], width="stretch", key="distance")
     c3, c4 = st.columns(2)
-    figs["seconds"] = figures.strategy_bars(labels + ["retrain"], [r.get("seconds") for r in rows] +
-                                            [result["seconds"].get("retrain")], title="seconds", fmt=".2f")  # fmt: skip
+    secs = result["seconds"]
+    figs["seconds"] = figures.strategy_bars(labels, [r.get("seconds") for r in rows], fmt=".2f",
+                                            title="time per strategy vs retraining from scratch",
+                                            y_title="wall-clock seconds", reference=secs.get("retrain"),
+                                            reference_label="retraining")  # fmt: skip
     c3.plotly_chart(figs["seconds"], width="stretch", key="seconds")
+    c3.caption(f"A strategy's time covers its selection and update; diag H is computed once per model "
+               f"({secs.get('curvature') or 0:.2f} s) and shared by every strategy.")  # fmt: skip
     figs["metrics"] = figures.metric_bars({"original θ*": o, **({"retrained": ref} if ref else {}),
                                            **{lbl: r["metrics"] for lbl, r in zip(labels, rows)}},
                                           ["asr", "mia_auc", "relearn_asr", "test_acc"], title="per strategy")  # fmt: skip

@@ -438,10 +438,30 @@ def unlearning_curves(
     return fig
 
 
+# Metrics that are shares of samples (drawn as %), and what the others are measured in.
+PERCENT_KEYS = {"test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "relearn_asr",
+                "mia_tpr_at_1fpr"}  # fmt: skip
+AXIS_TITLES = {"mia_auc": "MIA AUC (0.5 = chance)", "dist_to_retrained": "relative distance ‖Δθ‖/‖θ_ref‖"}
+FINE_KEYS = {"test_acc", "retain_acc"}  # utility moves by fractions of a percent: one decimal
+REFERENCE_LABELS = {"relearn_asr": "retrained model, same relearning attack"}
+
+
+def axis_title(key: str) -> str:
+    """Axis title of a metric with its unit: "attack success rate (%)", "MIA AUC (0.5 = chance)"."""
+    if key in AXIS_TITLES:
+        return AXIS_TITLES[key]
+    return METRIC_LABELS.get(key, key) + (" (%)" if key in PERCENT_KEYS else "")
+
+
+def tick_format(key: str) -> str | None:
+    return (".1%" if key in FINE_KEYS else ".0%") if key in PERCENT_KEYS else None
+
+
 def metric_vs_budget(
     points: Sequence[dict[str, Any]], key: str, *, reference: float | None = None
 ) -> go.Figure:
-    """`key` vs fraction (log x), one line per strategy; points: {"strategy", "fraction", "metrics"}."""
+    """`key` vs fraction (log x), one line per strategy; points: {"strategy", "fraction", "metrics"}.
+    `reference` (the retrained model's value) is a dashed line with its own legend entry."""
     fig = go.Figure()
     by: dict[str, list[tuple[float, float]]] = {}
     for p in points:
@@ -449,15 +469,25 @@ def metric_vs_budget(
         if v is None or p.get("fraction") is None:
             continue
         by.setdefault(p["strategy"], []).append((p["fraction"], v))
+    pct = key in PERCENT_KEYS
     for name, xy in sorted(by.items()):
         xy.sort()
         fig.add_trace(go.Scatter(x=[x for x, _ in xy], y=[y for _, y in xy], name=name, mode="lines+markers",
-                                 line=dict(color=strategy_color(name))))  # fmt: skip
+                                 line=dict(color=strategy_color(name)),
+                                 hovertemplate=f"{name} @ %{{x:.1%}}: %{{y:{'.1%' if pct else '.3f'}}}<extra></extra>"))  # fmt: skip
     if reference is not None:
-        fig.add_hline(y=reference, line=dict(color="black", dash="dot"), annotation_text="retrained")
-    fig.update_xaxes(title="budget (fraction of parameters)", type="log", tickformat=".1%")
-    fig.update_yaxes(title=METRIC_LABELS.get(key, key))
-    return _layout(fig, METRIC_LABELS.get(key, key), 320)
+        label = REFERENCE_LABELS.get(key, "retrained model (target)")
+        value = f"{reference:.1%}" if pct else f"{reference:.3f}"
+        xs = [x for xy in by.values() for x, _ in xy] or [0.001, 1.0]
+        fig.add_trace(go.Scatter(x=[min(xs) / 1.6, max(xs) * 1.6], y=[reference, reference], mode="lines",
+                                 name=f"{label}: {value}", line=dict(color=strategy_color("retrained"), width=2,
+                                 dash="dash"), hovertemplate=f"{label}: {value}<extra></extra>"))  # fmt: skip
+    fig.update_xaxes(title="budget (% of parameters updated, log scale)", type="log", tickformat=".1%")
+    fig.update_yaxes(title=axis_title(key), tickformat=tick_format(key))
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.28, x=0))
+    fig = _layout(fig, METRIC_LABELS.get(key, key), 380)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    return fig
 
 
 def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str = "test_acc",
@@ -475,8 +505,8 @@ def tradeoff(points: Sequence[dict[str, Any]], *, x_key: str = "asr", y_key: str
         if m and m.get(x_key) is not None and m.get(y_key) is not None:
             fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=name, mode="markers",
                                      marker=dict(size=18, symbol=symbol, color=color)))  # fmt: skip
-    fig.update_xaxes(title=METRIC_LABELS.get(x_key, x_key) + " (lower = more forgotten)")
-    fig.update_yaxes(title=METRIC_LABELS.get(y_key, y_key))
+    fig.update_xaxes(title=axis_title(x_key) + " — lower = more forgotten", tickformat=tick_format(x_key))
+    fig.update_yaxes(title=axis_title(y_key), tickformat=tick_format(y_key))
     return _layout(fig, "utility vs forgetting", 380)
 
 

@@ -162,3 +162,21 @@ def test_unlearning_curves_per_metric_panel_with_the_retrained_level():
     line = [sh for sh in fig.layout.shapes if sh.line.dash == "dash"][0]
     assert line.y0 == 0.02 and any("retrained 2.0%" in (a.text or "") for a in fig.layout.annotations)
     assert fig.layout.xaxis.title.text == "unlearning step" and fig.layout.yaxis2.title.text == "rate"
+
+
+def test_retrained_references_are_labelled_and_axes_have_units():
+    pts = [{"strategy": "saps", "fraction": 0.02, "metrics": {"relearn_asr": 1.0}}]
+    fig = figures.metric_vs_budget(pts, "relearn_asr", reference=0.94)
+    ref = fig.data[-1]
+    assert ref.line.dash == "dash" and ref.name == "retrained model, same relearning attack: 94.0%"
+    assert list(ref.y) == [0.94, 0.94] and fig.layout.yaxis.title.text == "ASR after relearning (%)"
+    assert "budget" in fig.layout.xaxis.title.text
+    secs = figures.strategy_bars(["saps @ 2.0%", "all"], [2.0, 2.5], title="t", fmt=".2f",
+                                 y_title="wall-clock seconds", reference=13.6, reference_label="retraining")  # fmt: skip
+    line = secs.layout.shapes[0]
+    assert line.y0 == 13.6 and line.line.dash == "dash"
+    assert line.line.color == figures.strategy_color("retrained") not in list(secs.data[0].marker.color)
+    assert secs.layout.annotations[0].text == "retraining: 13.60"
+    assert secs.layout.yaxis.title.text == "wall-clock seconds" and secs.layout.yaxis.range[1] > 13.6
+    trade = figures.tradeoff([], original={"asr": 0.9, "test_acc": 0.9})
+    assert trade.layout.xaxis.title.text.startswith("attack success rate (%)")

@@ -167,6 +167,8 @@ def training_curves(histories: dict[str, list[dict]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=[e["accuracy"] for e in epochs], name=role, showlegend=False,
                                  line=dict(color=color), legendgroup=role), row=1, col=2)  # fmt: skip
     fig.update_xaxes(title="epoch")
+    fig.update_yaxes(title="mean cross-entropy", row=1, col=1)
+    fig.update_yaxes(title="accuracy (%)", tickformat=".0%", row=1, col=2)
     return _layout(fig, None, 320)
 
 
@@ -361,7 +363,8 @@ def layer_share(rows: Sequence[dict[str, Any]]) -> go.Figure:
     dead = [(r.get("zero_score_selected") or 0) / max(1, r["numel"]) for r in rows]
     if any(dead):
         fig.add_trace(go.Bar(x=names, y=dead, marker_color=PALETTE[4], name="selected with H_ii = 0"))
-    fig.update_yaxes(title="share selected", tickformat=".0%", range=[0, max([*share, 0.01]) * 1.25])
+    fig.update_yaxes(title="share selected (%)", tickformat=".0%", range=[0, max([*share, 0.01]) * 1.25])
+    fig.update_xaxes(title="parameter tensor")
     fig.update_layout(barmode="overlay")
     return _layout(fig, None, 300)
 

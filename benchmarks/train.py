@@ -14,8 +14,7 @@ import os
 import platform
 import statistics
 import sys
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,7 +60,7 @@ def main() -> None:
             print(f"{ds_name:<14}{model_name:<6}{r['n_train']:>7} samples  "
                   f"{r['seconds_per_epoch']:8.3f} s/epoch  test acc {r['test_acc']:.3f} "
                   f"after {args.epochs} epochs")  # fmt: skip
-    out = {"benchmark": "train", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    out = {"benchmark": "train", "date": datetime.now(UTC).isoformat(timespec="seconds"),
            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
            "torch": torch.__version__, "threads": args.threads, "rows": rows}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -94,12 +94,12 @@ if cfg is not None:
                             "(trigger visible), bottom row as corrected in D̃_f.")  # fmt: skip
     idx = fs.forget_idx[:n_show]
     x_tr, y_tr = fs.x_train[idx].numpy(), fs.y_train[idx].tolist()
-    titles = [f"#{int(i)} y={y}" for i, y in zip(idx.tolist(), y_tr)]
+    titles = [f"#{int(i)}<br>y={y}" for i, y in zip(idx.tolist(), y_tr)]
     st.plotly_chart(figures.image_grid(x_tr, titles, cols=12, title="as trained (D_f)"), width="stretch",
                     key="gallery_trained")  # fmt: skip
     if not fs.is_removal:
         k = min(n_show, len(fs.corrected_y))
-        titles = [f"#{int(i)} y={y}" for i, y in zip(idx[:k].tolist(), fs.corrected_y[:k].tolist())]
+        titles = [f"#{int(i)}<br>y={y}" for i, y in zip(idx[:k].tolist(), fs.corrected_y[:k].tolist())]
         st.plotly_chart(figures.image_grid(fs.corrected_x[:k].numpy(), titles, cols=12,
                                            title="as corrected (D̃_f)"), width="stretch", key="gallery_corrected")  # fmt: skip
     else:

@@ -103,7 +103,7 @@ if result:
             st.session_state["inspect_result"] = {"key": key, **pred}
         pred = st.session_state.get("inspect_result")
         if pred and pred["key"] == key:
-            titles = [f"{b}→{a} (true {t})" for b, a, t in zip(pred["before"], pred["after"], pred["true"])]
+            titles = [f"{b}→{a}<br>true {t}" for b, a, t in zip(pred["before"], pred["after"], pred["true"])]
             st.plotly_chart(figures.image_grid(pred["images"], titles, cols=8,
                                                highlight=[a == fs.target for a in pred["after"]]),
                             width="stretch", key="pred_grid")  # fmt: skip

@@ -106,8 +106,11 @@ def image_grid(images: np.ndarray, titles: Sequence[str], *, cols: int = 8, titl
         return _layout(fig, title, 120)
     cols = max(1, min(cols, n))
     rows = math.ceil(n / cols)
+    two_line = any(
+        "<br>" in str(t) for t in list(titles)[:n]
+    )  # titles stacked so narrow tiles keep them apart
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(titles)[:n], horizontal_spacing=0.01,
-                        vertical_spacing=0.08 / max(1, rows) + 0.02)  # fmt: skip
+                        vertical_spacing=(0.2 if two_line else 0.08) / max(1, rows) + 0.02)  # fmt: skip
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         if img.shape[0] == 3:
@@ -125,7 +128,10 @@ def image_grid(images: np.ndarray, titles: Sequence[str], *, cols: int = 8, titl
         for i, on in enumerate(highlight):
             if on and i < len(fig.layout.annotations):
                 fig.layout.annotations[i].font = dict(size=11, color=PALETTE[4])
-    return _layout(fig, title, 95 * rows + 40)
+    fig = _layout(fig, title, (118 if two_line else 95) * rows + 40)
+    if two_line:
+        fig.update_layout(margin=dict(t=(40 if title else 10) + 22))
+    return fig
 
 
 def class_histogram(

@@ -88,6 +88,19 @@ PAGES = [
 PAGE_END = "Settings live in this page's URL: share the link to reproduce this view."
 
 
+# Narrow windows: rows of charts wrap to one chart per line instead of squeezing (a chart needs
+# ~400 px), other rows (metrics, widgets) at ~150 px a column, wide formulas scroll, not clip.
+LAYOUT_CSS = """<style>
+[data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"]) { flex-wrap: wrap; }
+[data-testid="stHorizontalBlock"]:has([data-testid="stPlotlyChart"]) > [data-testid="stColumn"] {
+  min-width: min(100%, 400px); }
+[data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(100%, 150px); }
+.katex-display { overflow-x: auto; overflow-y: hidden; padding-bottom: 2px; }
+@media (max-width: 1100px) { .katex-display { font-size: 0.88em; } }
+</style>"""
+
+
 # -- parsing (pure) -------------------------------------------------------------------------
 def parse_value(name: str, raw: str | list[str]) -> Any:
     """URL text -> a setting value of the default's type; ValueError if it does not parse."""
@@ -251,6 +264,7 @@ def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, An
         # st.query_params.to_dict keeps only the last value of repeated keys; fine for us.
         st.session_state["settings"] = settings
         st.session_state["url_problems"] = problems
+    st.html(LAYOUT_CSS)
     for problem in st.session_state.get("url_problems", []):
         st.warning(problem)
     st.session_state["url_problems"] = []

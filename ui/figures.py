@@ -538,8 +538,8 @@ def strategy_bars(
     top = max([v for _, v in ok] + [reference or 0.0, 1e-9])
     if reference is not None:
         fig.add_hline(y=reference, line=dict(color=strategy_color(reference_label), width=2, dash="dash"),
-                      annotation_text=f"{reference_label}: {format(reference, fmt)}",
-                      annotation_position="top right", annotation_font=dict(size=12))  # fmt: skip
+                      annotation_text=f"{reference_label}: {format(reference, fmt)}", annotation_position="top left",
+                      annotation_font=dict(size=12), annotation_bgcolor="rgba(255,255,255,0.85)")  # fmt: skip
     fig.update_yaxes(title=y_title, range=[0, top * 1.18], rangemode="tozero")
     fig.update_xaxes(title="strategy @ budget")
     return _layout(fig, title, 340)

@@ -112,7 +112,9 @@ def test_logistic_attack_matches_sklearn_pipeline():
     y = np.r_[np.ones(40), np.zeros(40)]
     clf = LogisticRegression(max_iter=1000, tol=1e-10).fit(x, y)
     w = metrics.logistic_fit(x, y)
-    assert np.allclose(w[:-1], clf.coef_[0], atol=1e-4) and w[-1] == pytest.approx(clf.intercept_[0], abs=1e-4)
+    assert np.allclose(w[:-1], clf.coef_[0], atol=1e-4) and w[-1] == pytest.approx(
+        clf.intercept_[0], abs=1e-4
+    )
     # the attack's cross-validated AUC equals sklearn's pipeline on the same features and folds
     torch.manual_seed(1)
     logits = torch.randn(40, 3) * 2

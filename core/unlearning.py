@@ -11,26 +11,30 @@ bit-identical (the result is θ = where(M, θ_new, θ*)). Methods (registry `MET
                   (`solver="lissa"`: LiSSA series; `solver="diagonal"`: u = G / (diag H + λ)),
                   θ_M ← θ*_M − τ·u. H: Hessian of the SUMMED training loss on D (same scale
                   as G), on `hessian_samples` samples scaled to the sum.
-    iterative     Warnecke's iterative variant, made stable: `steps` small masked steps, each
-                  on the forget points the current model still gets wrong w.r.t. the corrected
-                  labels (D_f inputs and D̃_f, both with the corrected labels), minus
-                  `ascent`·Σ∇ℓ(D_f) of those points, plus the retain anchor; stops when none
-                  is wrong. The default: the only one that removes a backdoor (see PAPER.md).
+    iterative     Warnecke's iterative variant, made stable: `steps` (10) full-batch masked Adam
+                  steps, each on the forget points the current model still gets wrong w.r.t.
+                  the corrected labels (D_f inputs and D̃_f, both with the corrected labels;
+                  `wrong_only=False`: all of them), minus `ascent`·Σ∇ℓ(D_f) of those points,
+                  plus the retain anchor on one fixed D_r batch (`retain_fixed`); stops when
+                  none is wrong. One forward pass per step. The default: the only one that
+                  removes a backdoor (see PAPER.md), at ~5 % of the retraining time on digits.
     finetune      masked descent on batches of D_r ∪ D̃_f for `steps` steps.
     neggrad       masked ascent on D_f with descent on a D_r batch (plain removal).
     ssd           Selective Synaptic Dampening (Foster et al.): with F the empirical Fisher
                   diagonal, where F_f > α·F_D: θ_i ← θ_i · min(λ·F_D,i / F_f,i, 1).
     retrain       training from scratch on D_r ∪ D̃_f: the gold standard (ignores the mask).
 
-Retain anchor (multi-step methods): a batch of D_r in every step with loss
+Retain anchor (multi-step methods): a batch of D_r in every step (iterative: the same batch,
+so θ*'s logits are computed for it only) with loss
 `retain_weight`·‖f(x; θ) − f(x; θ*)‖² on the logits. The logit anchor does not saturate on
 data the model already fits (cross-entropy on D_r barely pulls back until accuracy drops).
 
 Step size `lr="auto"` (default): a validation split of D_r (`val_fraction`, never the test or
-the attack set) is held out of the retain batches; candidate step sizes are tried and the one
-whose model is right on the most D_f inputs w.r.t. the corrected labels (for plain removal:
-forget accuracy closest to validation accuracy) while validation accuracy stays within
-`val_tolerance` (0.01) of the original wins. The search is included in the reported seconds.
+the attack set) is held out of the retain batches. One-shot methods try a grid of step sizes:
+the one whose model is right on the most D_f inputs w.r.t. the corrected labels (for plain
+removal: forget accuracy closest to validation accuracy) while validation accuracy stays
+within `val_tolerance` (0.01) of the original wins. Multi-step methods run one guarded
+trajectory from AUTO_START (see _descend). The search is included in the reported seconds.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from core.errors import ConfigError, NumericalError
 
 Mask = dict[str, Tensor]
 Progress = Callable[[int, int, str], None] | None
+Monitor = Callable[[nn.Module], dict[str, float | None]] | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,8 +67,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                     "optimizer": "sgd"},
     "second_order": {"solver": "cg", "damping": 0.1, "cg_iters": 20, "hessian_samples": 512,
                      "ascent": 1.0, "scores": None},
-    "iterative": {"steps": 20, "ascent": 0.0, "retain_batch": 128, "retain_weight": 0.1,
-                  "optimizer": "adam"},
+    "iterative": {"steps": 10, "ascent": 0.0, "retain_batch": 128, "retain_weight": 0.1,
+                  "optimizer": "adam", "retain_fixed": True, "wrong_only": True, "check_every": 2},
     "finetune": {"steps": 20, "batch_size": 128, "optimizer": "adam"},
     "neggrad": {"steps": 20, "retain_batch": 128, "retain_weight": 1.0, "optimizer": "adam"},
     "ssd": {"alpha": 10.0, "dampening": 1.0},
@@ -71,11 +76,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 CHOICES = {"optimizer": ("sgd", "adam"), "solver": ("cg", "lissa", "diagonal"),
            "train_optimizer": ("adam", "sgd")}  # fmt: skip
+BOOLS = {"retain_fixed", "wrong_only"}
 INTS = {"check_every", "steps", "retain_batch", "cg_iters", "hessian_samples", "batch_size", "epochs"}
 # τ grid tried by lr="auto" for the one-shot second-order step (ascending; see _search)
 LR_GRID = {"second_order": (0.1, 0.3, 1.0, 3.0, 10.0)}
 # first step size of the guarded multi-step schedule (lr="auto")
-AUTO_START = {"adam": 0.01, "sgd": 0.03}
+AUTO_START = {"adam": 0.03, "sgd": 0.03}
+# a rewind divides the step size by this
+AUTO_BACKOFF = 3.0
 ALL_KEYS = set(COMMON) | {k for d in DEFAULTS.values() for k in d} | {"method"}
 
 
@@ -96,6 +104,9 @@ def check_hparams(hparams: dict, field: str = "unlearning") -> None:
                 raise ConfigError(f, f"{v!r} is not allowed; choose one of {list(CHOICES[k])}")
         elif k in ("scores", "device"):
             continue
+        elif k in BOOLS:
+            if not isinstance(v, bool):
+                raise ConfigError(f, f"must be true or false, got {v!r}")
         elif k in INTS:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f, f"must be an integer ≥ 1, got {v!r}")
@@ -138,15 +149,33 @@ class Context:
     y_val: Tensor = None
     theta0: dict[str, Tensor] = field(default_factory=dict)
     grad_evals: int = 0
+    monitor: Monitor = None  # display-only evaluation along a multi-step trajectory (see unlearn)
+    monitor_every: int = 1
+    monitor_seconds: float = 0.0
+    curve: list[dict] = field(default_factory=list)
+
+    def record(self, model: nn.Module, step: int) -> None:
+        """Append monitor(model) at `step` to the curve; its time is kept out of the method's."""
+        if self.monitor is None:
+            return
+        start = time.perf_counter()
+        with torch.no_grad(), _eval(model):
+            self.curve.append({"step": step, **self.monitor(model)})
+        self.monitor_seconds += time.perf_counter() - start
 
 
 def unlearn(model: nn.Module, mask: Mask, forget_set, method: str = "first_order", *, seed: int = 0,
-            progress: Progress = None, **hparams: Any) -> tuple[nn.Module, dict]:  # fmt: skip
+            progress: Progress = None, monitor: Monitor = None, monitor_every: int = 2,
+            **hparams: Any) -> tuple[nn.Module, dict]:  # fmt: skip
     """Unlearn D_f from `model` by updating only the coordinates where `mask` is True.
 
     mask: {parameter name: BoolTensor of the parameter's shape}. Returns (new model in eval
     mode, log) with log keys method, lr, n_selected, grad_evals (per-sample gradient
     evaluations; a Hessian-vector product counts 2), seconds, and per-method details.
+    monitor: model -> {name: value}, called by the multi-step methods at step 0 and every
+    `monitor_every` steps (and the last); it never steers the update, so it may read the test
+    or attack sets. The log then has "curve" = {"step": [...], name: [...]} (steps of the kept
+    trajectory: points past a rewind are dropped) and "curve_seconds", which "seconds" excludes.
     Raises ConfigError (unknown method or hparam, empty or misshapen mask) or NumericalError.
     """
     if method not in METHODS:
@@ -162,12 +191,18 @@ def unlearn(model: nn.Module, mask: Mask, forget_set, method: str = "first_order
     new = copy.deepcopy(model).to(device).eval()
     mask = _check_mask(new, mask, device, required=method != "retrain")
     ctx = _context(new, mask, forget_set, hp, seed, device, progress)
+    ctx.monitor, ctx.monitor_every = monitor, max(1, int(monitor_every))
     log = METHODS[method](ctx)
     if method != "retrain":
         _restore_outside_mask(new, ctx)
     _check_finite(new, method)
     log = {"method": method, "n_selected": int(sum(int(m.sum()) for m in mask.values())),
-           "grad_evals": ctx.grad_evals, **log, "seconds": time.perf_counter() - start}  # fmt: skip
+           "grad_evals": ctx.grad_evals, **log,
+           "seconds": time.perf_counter() - start - ctx.monitor_seconds}  # fmt: skip
+    if ctx.curve:
+        keys = list(ctx.curve[0])
+        log["curve"] = {k: [c.get(k) for c in ctx.curve] for k in keys}
+        log["curve_seconds"] = ctx.monitor_seconds
     return new.eval(), log
 
 
@@ -275,10 +310,13 @@ def _optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimi
 
 
 def _masked_steps(model: nn.Module, ctx: Context, lr: float, loss_fn: Callable[[nn.Module, int], Tensor | None],
-                  steps: int, optimizer: str, opt: torch.optim.Optimizer | None = None) -> int:  # fmt: skip
+                  steps: int, optimizer: str, opt: torch.optim.Optimizer | None = None,
+                  offset: int = 0, total: int | None = None) -> int:  # fmt: skip
     """Run `steps` optimizer steps on loss_fn(model, step) with gradients masked to M.
 
-    loss_fn returns None to stop early. Returns the number of steps taken."""
+    loss_fn returns None to stop early. Returns the number of steps taken. `offset`: steps
+    already taken on this trajectory (for the monitor's step numbers); `total`: its length
+    (None: a one-shot candidate, not recorded)."""
     params = [p for _, p in model.named_parameters()]
     masks = [ctx.mask[n] for n, _ in model.named_parameters()]
     opt = opt or _optimizer(optimizer, params, lr)
@@ -297,6 +335,9 @@ def _masked_steps(model: nn.Module, ctx: Context, lr: float, loss_fn: Callable[[
                 p.grad.mul_(m)
             opt.step()
             done += 1
+            at = offset + done
+            if total is not None and (at % ctx.monitor_every == 0 or at == total):
+                ctx.record(model, at)
             if ctx.progress is not None:
                 ctx.progress(step + 1, steps, "unlearning step")
     return done
@@ -305,50 +346,72 @@ def _masked_steps(model: nn.Module, ctx: Context, lr: float, loss_fn: Callable[[
 def _descend(ctx: Context, loss_fn: Callable[[nn.Module, int], Tensor | None], steps: int,
              optimizer: str) -> tuple[nn.Module, dict]:  # fmt: skip
     """Masked descent on loss_fn from θ*. With lr="auto" the step size is guarded on the
-    validation split: every `check_every` steps validation accuracy is measured; a drop beyond
-    val_tolerance rewinds to the last good point and divides lr by 3 (at most 3 times).
+    validation split: every `check_every` steps validation accuracy is measured and the point
+    kept if it is within val_tolerance of the original. The run returns the latest kept point
+    (a dip in the middle of the trajectory often recovers, so it does not stop the run); if no
+    point past θ* was kept, it starts again with lr / AUTO_BACKOFF (at most 3 times).
     One trajectory, so the search costs a few forward passes instead of a grid of runs."""
     hp = ctx.hp
     model = _fresh(ctx)
+    ctx.record(model, 0)
     if hp["lr"] != "auto":
-        done = _masked_steps(model, ctx, float(hp["lr"]), loss_fn, steps, optimizer)
+        done = _masked_steps(model, ctx, float(hp["lr"]), loss_fn, steps, optimizer, total=steps)
+        _record_last(model, ctx, done)
         return model, {"lr": float(hp["lr"]), "lr_auto": False, "steps": done}
     lr = AUTO_START[optimizer]
     val0 = _acc(ctx.model, ctx.x_val, ctx.y_val)
     tol = hp["val_tolerance"]
     every = max(1, min(hp["check_every"], steps))
-    good = [p.detach().clone() for p in model.parameters()]
-    done, attempts, rewinds, trace = 0, 0, 0, []
+    good = (0, [p.detach().clone() for p in model.parameters()])  # latest checkpoint that passed
+    done, rewinds, trace = 0, 0, []
     opt = _optimizer(optimizer, list(model.parameters()), lr)
-    while done < steps and attempts < 2 * steps:
+    while done < steps:
         chunk = min(every, steps - done)
         try:
-            taken = _masked_steps(
-                model, ctx, lr, lambda m, i, d=done: loss_fn(m, d + i), chunk, optimizer, opt
-            )
+            taken = _masked_steps(model, ctx, lr, lambda m, i, d=done: loss_fn(m, d + i), chunk, optimizer,
+                                  opt, offset=done, total=steps)  # fmt: skip
             finite = all(torch.isfinite(p).all() for p in model.parameters())
-        except NumericalError:  # diverged: rewind and take smaller steps
+        except NumericalError:  # diverged
             taken, finite = chunk, False
-        attempts += max(taken, 1)
+        done += taken
         val = _acc(model, ctx.x_val, ctx.y_val) if finite and len(ctx.y_val) else float("nan")
         ctx.grad_evals += len(ctx.y_val)
-        trace.append({"step": done + taken, "lr": lr, "val_acc": val})
-        if not finite or (val == val and val < val0 - tol - 1e-9):
-            with torch.no_grad():
-                for p, g in zip(model.parameters(), good):
-                    p.copy_(g)
-            rewinds += 1
-            if rewinds > 3:
-                break
-            lr /= 3
-            opt = _optimizer(optimizer, list(model.parameters()), lr)
-            continue
-        done += taken
-        good = [p.detach().clone() for p in model.parameters()]
-        if taken < chunk:  # loss_fn said stop: nothing left to fix
+        trace.append({"step": done, "lr": lr, "val_acc": val})
+        ok = finite and (val != val or val >= val0 - tol - 1e-9)
+        if ok:
+            good = (done, [p.detach().clone() for p in model.parameters()])
+        stop = taken < chunk or done >= steps  # loss_fn said stop (nothing left to fix), or the end
+        if finite and not stop:
+            continue  # a dip in the middle may recover: judge at the end, keep the latest good point
+        if good[0] > 0 or rewinds >= 3:
             break
+        # nothing past θ* kept the validation accuracy: start again with smaller steps
+        rewinds += 1
+        lr /= AUTO_BACKOFF
+        done = 0
+        _rewind(model, good[1])
+        ctx.curve = ctx.curve[:1]
+        opt = _optimizer(optimizer, list(model.parameters()), lr)
+    if good[0] != done:  # the end did not pass: go back to the latest checkpoint that did
+        done = good[0]
+        _rewind(model, good[1])
+        ctx.curve = [c for c in ctx.curve if c["step"] <= done]
+    _record_last(model, ctx, done)
     return model, {"lr": lr, "lr_auto": True, "steps": done, "rewinds": rewinds,
                    "val_acc_original": val0, "val_trace": trace}  # fmt: skip
+
+
+def _rewind(model: nn.Module, weights: list[Tensor]) -> None:
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights):
+            p.copy_(w)
+
+
+def _record_last(model: nn.Module, ctx: Context, done: int) -> None:
+    """The curve ends where the trajectory ended (an early stop or the last rewind)."""
+    if ctx.monitor is not None and (not ctx.curve or ctx.curve[-1]["step"] != done):
+        ctx.curve = [c for c in ctx.curve if c["step"] < done]
+        ctx.record(model, done)
 
 
 @torch.no_grad()
@@ -460,35 +523,58 @@ def _anchor_loss(m: nn.Module, ctx: Context, anchor: Tensor, gen: torch.Generato
 
 def iterative(ctx: Context) -> dict:
     """Small masked steps on the forget points still wrong w.r.t. the corrected labels:
-    loss = mean ℓ(wrong D_f inputs and D̃_f, corrected labels) − ascent·mean ℓ(wrong D_f, poisoned)
-           + retain anchor. Stops when every forget point is right."""
+    loss = Σ ℓ(wrong D_f inputs and D̃_f, corrected labels)/|D_f ∪ D̃_f| − ascent·mean ℓ(wrong D_f,
+           poisoned) + retain anchor. Stops when every forget point is right.
+
+    One forward pass per step: the forget points and the retain batch go through the model
+    together and "wrong" is read off the same logits (the model before the step)."""
     hp = ctx.hp
     if ctx.forget_set.is_removal:  # nothing to correct: the iterative variant degenerates to neggrad
         return neggrad(ctx)
     x_fix = torch.cat([ctx.x_f, ctx.x_c])
     y_fix = torch.cat([ctx.y_fix, ctx.y_c])
+    n_fix, n_f = len(y_fix), len(ctx.y_f)
     gen = torch.Generator().manual_seed(ctx.seed)
-    anchor = _anchor_logits(ctx) if hp["retain_weight"] else None
+    anchored = bool(hp["retain_weight"]) and len(ctx.y_r) > 0
+    fixed = _fixed_retain(ctx, gen) if anchored and hp["retain_fixed"] else None
 
     def loss_fn(m: nn.Module, step: int) -> Tensor | None:
-        with torch.no_grad():
-            wrong = m(x_fix).argmax(1) != y_fix
-        ctx.grad_evals += len(y_fix)  # a forward pass, counted as one evaluation per sample
+        if anchored:
+            idx, target = fixed if fixed is not None else _retain_and_anchor(ctx, gen)
+            logits = m(torch.cat([x_fix, ctx.x_r[idx]]))
+        else:
+            logits = m(x_fix)
+        out_f = logits[:n_fix]
+        wrong = out_f.detach().argmax(1) != y_fix
+        ctx.grad_evals += len(logits)
         if not wrong.any():
             return None
+        if not hp["wrong_only"]:
+            wrong = torch.ones_like(wrong)
         # mean over all points (right ones add little): a mean over the wrong ones alone
         # grows as they get fewer and overshoots
-        loss = F.cross_entropy(m(x_fix[wrong]), y_fix[wrong], reduction="sum") / len(y_fix)
-        ctx.grad_evals += int(wrong.sum())
-        w_f = wrong[: len(ctx.x_f)]
+        loss = F.cross_entropy(out_f[wrong], y_fix[wrong], reduction="sum") / n_fix
+        w_f = wrong[:n_f]
         if hp["ascent"] and w_f.any():
-            loss = loss - hp["ascent"] * F.cross_entropy(m(ctx.x_f[w_f]), ctx.y_f[w_f])
-            ctx.grad_evals += int(w_f.sum())
-        if anchor is not None:
-            loss = loss + _anchor_loss(m, ctx, anchor, gen)
+            loss = loss - hp["ascent"] * F.cross_entropy(out_f[:n_f][w_f], ctx.y_f[w_f])
+        if anchored:
+            loss = loss + hp["retain_weight"] * (logits[n_fix:] - target).pow(2).sum(1).mean()
         return loss
 
     return _adopt(ctx, *_descend(ctx, loss_fn, hp["steps"], hp["optimizer"]))
+
+
+def _fixed_retain(ctx: Context, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One D_r batch used in every step, with θ*'s logits on it (a forward of `retain_batch`
+    samples instead of the whole retain set)."""
+    idx = torch.randperm(len(ctx.y_r), generator=gen)[: ctx.hp["retain_batch"]].to(ctx.device)
+    with torch.no_grad(), _eval(ctx.model):
+        return idx, ctx.model(ctx.x_r[idx])
+
+
+def _retain_and_anchor(ctx: Context, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    idx = _retain_batch(ctx, gen, ctx.hp["retain_batch"])
+    return idx, _anchor_logits(ctx)[idx]
 
 
 def finetune(ctx: Context) -> dict:

@@ -200,3 +200,38 @@ def test_check_hparams_names_the_field():
     with pytest.raises(ConfigError, match="unlearning.damping"):
         unlearning.check_hparams({"damping": 0})
     unlearning.check_hparams({"method": "iterative", "steps": 3, "lr": "auto", "retain_weight": 0.5})
+
+
+def test_monitor_records_the_kept_trajectory_and_is_not_timed():
+    fs, model = tiny_forget_set(n=60, n_forget=6), small_net()
+    x_f, y_true = fs.forget_true
+    seen = []
+
+    def monitor(m):
+        seen.append(flat(m))
+        return {"forget_acc": float((m(x_f).argmax(1) == y_true).float().mean())}
+
+    new, log = unlearning.unlearn(model, full_mask(model), fs, "iterative", steps=6, lr=0.01, wrong_only=False,
+                                  monitor=monitor, monitor_every=2)  # fmt: skip
+    curve = log["curve"]
+    assert curve["step"] == [0, 2, 4, 6] and log["steps"] == 6
+    assert torch.equal(seen[0], flat(model)) and torch.equal(seen[-1], flat(new))  # θ* first, θ_u last
+    assert curve["forget_acc"][-1] == pytest.approx(float((new(x_f).argmax(1) == y_true).float().mean()))
+    assert log["curve_seconds"] > 0 and log["seconds"] >= 0
+    _, plain = unlearning.unlearn(model, full_mask(model), fs, "first_order", lr=0.1, monitor=monitor)
+    assert "curve" not in plain  # one-shot methods have no trajectory
+
+
+def test_auto_step_size_returns_a_point_that_kept_validation_accuracy():
+    fs = tiny_forget_set(n=200, n_forget=20)
+    model = small_net()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        F.cross_entropy(model(fs.x_train), fs.y_train).backward()
+        opt.step()
+    _, log = unlearning.unlearn(
+        model, full_mask(model), fs, "iterative", steps=8, lr="auto", val_tolerance=0.0
+    )
+    kept = {0} | {t["step"] for t in log["val_trace"] if t["val_acc"] >= log["val_acc_original"]}
+    assert log["steps"] in kept

@@ -220,10 +220,13 @@ def unlearning_hparams(cfg: dict, method: str | None = None) -> tuple[str, dict]
 
 
 def apply_strategy(strategy: dict, fraction: float | None, method: str, hparams: dict, prepared: Prepared,
-                   original: nn.Module, scores: dict, *, seed: int) -> tuple[nn.Module, dict]:  # fmt: skip
+                   original: nn.Module, scores: dict, *, seed: int,
+                   monitor: Callable[[nn.Module], dict] | None = None) -> tuple[nn.Module, dict]:  # fmt: skip
     """Selection + masked unlearning for one strategy; returns (unlearned model, row without metrics).
 
-    The row's "seconds" covers the selection and the update (step-size search included)."""
+    The row's "seconds" covers the selection and the update (step-size search included). With
+    `monitor` (see core.unlearning.unlearn) a multi-step method's row gets "curve" and
+    "curve_seconds"; the curve's evaluation is not part of "seconds"."""
     from core import selection, unlearning
 
     fs = prepared.forget_set
@@ -246,14 +249,47 @@ def apply_strategy(strategy: dict, fraction: float | None, method: str, hparams:
     hp = dict(hparams)
     if method == "second_order" and hp.get("solver") == "diagonal":
         hp["scores"] = scores
-    model, log = unlearning.unlearn(original, mask, fs, method, seed=seed, **hp)
-    seconds = time.perf_counter() - start
+    model, log = unlearning.unlearn(original, mask, fs, method, seed=seed, monitor=monitor, **hp)
+    seconds = time.perf_counter() - start - log.get("curve_seconds", 0.0)
     row = {"name": strategy["name"], "fraction": fraction, "largest": strategy.get("largest", True),
            "method": method, "n_selected": n_selected, "dead_selected": dead, "seconds": seconds,
            "selection_seconds": selection_seconds, "unlearn_seconds": log["seconds"],
            "lr": log.get("lr"), "steps": log.get("steps"), "grad_evals": log["grad_evals"],
-           "log": {k: v for k, v in log.items() if k not in ("val_trace",)}}  # fmt: skip
+           "log": {k: v for k, v in log.items() if k not in ("val_trace", "curve")}}  # fmt: skip
+    if "curve" in log:
+        row["curve"], row["curve_seconds"] = log["curve"], log["curve_seconds"]
     return model, row
+
+
+CURVE_SAMPLES = 100  # per evaluation set of a curve point (a seeded sample; None: all of it)
+
+
+def curve_monitor(prepared: Prepared, samples: int | None = CURVE_SAMPLES) -> Callable[[nn.Module], dict]:
+    """What the Unlearn page plots along a trajectory: test, retain and forget accuracy and the
+    attack success rate, each on a fixed seeded sample of `samples` points of its set (a curve
+    point then costs one forward pass of ≤ 4·samples inputs; the final metrics use every point).
+    Display only: it never steers the update, so reading the test and attack sets here does not
+    leak them into unlearning (lr "auto" chooses on a split of D_r)."""
+    ds, fs = prepared.dataset, prepared.forget_set
+    sets = {"test_acc": (ds.x_test, ds.y_test), "retain_acc": fs.retain, "forget_acc": fs.forget_true}
+    if "triggered_test" in fs.eval_sets:
+        sets["asr"] = fs.eval_sets["triggered_test"]
+    g = torch.Generator().manual_seed(0)
+    picked = {}
+    for k, (x, y) in sets.items():
+        keep = torch.randperm(len(y), generator=g)[:samples] if samples is not None else torch.arange(len(y))
+        picked[k] = (x[keep], y[keep])
+    x_all = torch.cat([x for x, _ in picked.values()])
+    bounds = torch.tensor([0] + [len(y) for _, y in picked.values()]).cumsum(0).tolist()
+
+    def monitor(model: nn.Module) -> dict:
+        pred = training.predict(model, x_all).argmax(1)  # one forward pass for every set
+        out = {k: (float((pred[lo:hi] == y.cpu()).float().mean()) if hi > lo else None)
+               for (k, (_, y)), lo, hi in zip(picked.items(), bounds[:-1], bounds[1:])}  # fmt: skip
+        out.setdefault("asr", None)
+        return out
+
+    return monitor
 
 
 def compare(m: dict, original: dict, retrained: dict | None) -> dict:
@@ -281,13 +317,17 @@ def run_strategies(cfg: dict, prepared: Prepared, original: nn.Module, retrained
     method, hparams = unlearning_hparams(cfg)
     retrain_seconds = result["seconds"].get("retrain")
     n = len(cfg["strategies"])
+    ds, fs = prepared.dataset, prepared.forget_set
+    # the reference's test predictions are the same for every strategy: compute them once
+    ref_logits = training.predict(retrained, ds.x_test) if retrained is not None else None
+    monitor = curve_monitor(prepared, CURVE_SAMPLES)
     for i, strategy in enumerate(cfg["strategies"]):
         label = strategy["name"] + ("" if strategy.get("largest", True) else " (smallest)")
         progress("strategy", base + weights["strategy"] * i / n, f"{label}: select + unlearn ({method})")
         model, row = apply_strategy(strategy, strategy.get("fraction"), method, hparams, prepared, original,
-                                    scores, seed=cfg["seed"])  # fmt: skip
-        m = metrics.evaluate(model, prepared.dataset, prepared.forget_set, reference=retrained,
-                             seed=cfg["seed"], **cfg["metrics"])  # fmt: skip
+                                    scores, seed=cfg["seed"], monitor=monitor)  # fmt: skip
+        m = metrics.evaluate(model, ds, fs, reference=retrained, seed=cfg["seed"],
+                             reference_test_logits=ref_logits, **cfg["metrics"])  # fmt: skip
         row["metrics"] = compare(m, result["original"], result["retrained"])
         row["retrain_ratio"] = row["seconds"] / retrain_seconds if retrain_seconds else None
         result["strategies"].append(row)

@@ -111,7 +111,7 @@ def selection_view(cfg: dict, scores: dict) -> None:
                     width="stretch", key="hist")  # fmt: skip
     h2.plotly_chart(figures.layer_share(rows), width="stretch", key="share")
     st.markdown("**Per-layer log₁₀ |diag H|**: conv weights as a grid of k×k filters, one tile per "
-                "(output, input) channel pair; dense weights as output × input unit. Selected parameters in "
+                "(output, input) channel pair; dense weights as output × input unit. Parameters in the mask in "
                 "colour, the others grey; hover a cell for its index.")  # fmt: skip
     all_logs = figures.log_scores(analysis.flat(scores))
     zrange = (float(all_logs.min()), float(all_logs.max()))

@@ -6,7 +6,7 @@
     forget_acc_poisoned  accuracy on D_f inputs w.r.t. the poisoned labels it was trained on
     asr                  backdoor attack success: triggered non-target test images -> target
     mia_auc              membership inference AUC on D_f vs unseen test data (loss threshold)
-    relearn_asr          attack success after a few fine-tuning steps on poisoned samples
+    relearn_asr          attack success after a few fine-tuning steps on poisoned + clean samples
     dist_to_retrained    relative L2 distance of the weights to the retrained model
 
 Extra keys (always present, None when not computed): mia_auc_logistic, mia_tpr_at_1pct_fpr,
@@ -163,19 +163,25 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, iters: int = 5
 # -- relearning attack ---------------------------------------------------------------------------
 
 
-def relearn_attack(model: nn.Module, forget_set, *, samples: int = 10, steps: int = 10, lr: float = 1e-3,
-                   seed: int = 0) -> float | None:  # fmt: skip
-    """Attack success after `steps` Adam steps (lr) on `samples` poisoned D_f samples, on a copy.
+def relearn_attack(model: nn.Module, forget_set, *, samples: int = 10, clean: int = 90, steps: int = 20,
+                   lr: float = 1e-3, seed: int = 0) -> float | None:  # fmt: skip
+    """Attack success after `steps` Adam steps (lr) on a copy, fine-tuned on `samples` poisoned
+    D_f samples mixed with `clean` retain samples.
 
-    Backdoor only (None otherwise): how fast does the backdoor come back?"""
+    Backdoor only (None otherwise): how fast does the backdoor come back? The clean samples
+    matter: fine-tuned on poisoned samples alone, any model (the retrained one too) learns to
+    answer the target class for everything, and the attack says nothing about the trigger."""
     if "triggered_test" not in forget_set.eval_sets:
         return None
     x_f, y_f = forget_set.forget
+    x_r, y_r = forget_set.retain
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(y_f), generator=g)[: min(samples, len(y_f))]
+    keep = torch.randperm(len(y_r), generator=g)[: min(clean, len(y_r))]
     attacked = copy.deepcopy(model)
     dev = next(attacked.parameters()).device
-    x, y = x_f[idx].to(dev), y_f[idx].to(dev)
+    x = torch.cat([x_f[idx], x_r[keep]]).to(dev)
+    y = torch.cat([y_f[idx], y_r[keep]]).to(dev)
     opt = torch.optim.Adam(attacked.parameters(), lr=lr)
     attacked.eval()  # BatchNorm statistics stay as they are: the attacker fine-tunes weights
     with torch.enable_grad():
@@ -219,7 +225,8 @@ def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | No
     """METRICS of `model` on `dataset` and `forget_set` (see the module docstring).
 
     mia: run the membership-inference attacks (D_f as trained vs the test set);
-    relearn: run the relearning attack (options relearn_samples, relearn_steps, relearn_lr).
+    relearn: run the relearning attack (options relearn_samples, relearn_clean, relearn_steps,
+    relearn_lr).
     reference_test_logits (option): the reference's test logits, computed once by the caller
     when it evaluates many models against one reference.
     """
@@ -252,7 +259,8 @@ def evaluate(model: nn.Module, dataset, forget_set, *, reference: nn.Module | No
     if relearn:
         out["relearn_asr"] = relearn_attack(
             model, forget_set, samples=options.get("relearn_samples", 10),
-            steps=options.get("relearn_steps", 10), lr=options.get("relearn_lr", 1e-3), seed=seed,
+            clean=options.get("relearn_clean", 90), steps=options.get("relearn_steps", 20),
+            lr=options.get("relearn_lr", 1e-3), seed=seed,
         )  # fmt: skip
     if reference is not None:
         ref_logits = options.get("reference_test_logits")

@@ -129,9 +129,11 @@ def best_line(summary: list[dict], kind: str, max_ratio: float) -> str:
     m, s = b["mean"], b["std"]
     val = f"{100 * m[metric]:.0f} ± {100 * s[metric]:.0f} % removal" if kind == "backdoor" else \
         f"{m[metric]:.0f} ± {s[metric]:.0f} % restored"  # fmt: skip
-    return (f"**{_label(b)} @ {100 * b['fraction']:g} %, {b['method']}**: {val}, test-acc drop "
-            f"{m['test_acc_drop']:+.3f} ± {s['test_acc_drop']:.3f}, {100 * m['retrain_ratio']:.1f} ± "
-            f"{100 * s['retrain_ratio']:.1f} % of the retraining time (n = {b['n']})")
+    return (
+        f"**{_label(b)} @ {100 * b['fraction']:g} %, {b['method']}**: {val}, test-acc drop "
+        f"{m['test_acc_drop']:+.3f} ± {s['test_acc_drop']:.3f}, {100 * m['retrain_ratio']:.1f} ± "
+        f"{100 * s['retrain_ratio']:.1f} % of the retraining time (n = {b['n']})"
+    )
 
 
 def versus(summary: list[dict], method: str, metric: str) -> list[str]:
@@ -158,6 +160,27 @@ def versus(summary: list[dict], method: str, metric: str) -> list[str]:
     return out
 
 
+NOTES = """### Reading (by hand, from the run of 2026-11-27)
+
+- Digits backdoor, the default iterative method: the best masked configuration is magnitude at
+  5 % (≈ 91 % removal, test accuracy unchanged, ≈ 5 % of the retraining time), which meets the
+  issue's goal (≥ 90 % in ≤ 5 %) on the mean; per-seed ratios vary by ±2 points with the load.
+  SAPS (largest) reaches ≈ 0.5–0.6 removal at 1–2 % but is unstable across seeds (one seed stays
+  near 0: its sharpest coordinates make the validation guard stop early); magnitude and gradient
+  masks are ahead of it at every budget, random is behind it below 5 %. SAPS (smallest) only
+  works from 5–10 % on. One-shot first/second order barely touch a backdoor (≤ 0.25).
+- Digits label flip: masked second order with SAPS (largest) restores the most accuracy
+  (≈ 40–80 %), but in 10–25 % of the retraining time (forget set of 270 images); SAPS
+  (smallest) restores almost nothing there. The iterative method is noisy (± 30 points).
+- Fashion-MNIST backdoor (partial, see cell counts): the digits-tuned default does not
+  transfer. Its step-size guard restarts with smaller steps again and again (validation
+  checks on 1,960 images), so it costs 20–95 % of the retraining time and removes ≤ 0.4 of the
+  backdoor; second order with SAPS (smallest) is the best masked method seen there.
+- Claim check: SAPS does not beat random everywhere (lists above); where it does, magnitude
+  or gradient masks usually do as well or better.
+"""
+
+
 def report(results: dict) -> str:
     done = sum(len(r["cells"]) for r in results.values())
     expected = sum(r.get("expected") or len(r["cells"]) for r in results.values())
@@ -170,6 +193,14 @@ def report(results: dict) -> str:
              "(test accuracy); `retrain_ratio` = seconds of selection + update (step-size search included, "
              "curvature excluded) / seconds of retraining the same seed's reference in the same run. "
              "Wall-clock timings on 2 shared CPU cores: ratios are noisy (other processes ran beside).", "",
+             "Setup: cnn; digits (1,347 train / 450 test images, 30 epochs) with a 60-image checkerboard "
+             "backdoor (target 0) or 20 % flipped labels; Fashion-MNIST on a seeded subset of 10,000 train "
+             "and 2,000 test images (8 epochs, batch 128) with a 200-image backdoor. Training lr 0.003 "
+             "(the project default). Strategies saps (largest, smallest non-zero), random, magnitude, "
+             "gradient (SalUn) at 0.5, 1, 2, 5, 10, 100 % of the parameters, last_layer and all; methods "
+             "iterative (the default: 10 masked Adam steps, lr auto on a 20 % split of D_r), first_order "
+             "and second_order (Warnecke's one-shot steps, step size searched on the same split). "
+             "MIA and the relearning attack on every cell.", "",
              "## Headline", ""]  # fmt: skip
     for name, res in results.items():
         kind = "backdoor" if "backdoor" in name else "label_flip"
@@ -182,6 +213,8 @@ def report(results: dict) -> str:
             if any(r["method"] == method for r in res["summary"]):
                 lines += versus(res["summary"], method, metric)
         lines.append("")
+    if set(results) == set(SCENARIOS):
+        lines += [NOTES]
     for name, res in results.items():
         kind = "backdoor" if "backdoor" in name else "label_flip"
         metric = "backdoor_removal" if kind == "backdoor" else "restored_pct"
@@ -196,7 +229,9 @@ def report(results: dict) -> str:
         per_seed = {c["seed"]: (c["original"], c["retrained"]) for c in cells}
         for seed, (o, r) in sorted(per_seed.items()):
             asr = "" if o.get("asr") is None else f", asr {o['asr']:.3f} → retrained {r['asr']:.3f}"
-            lines.append(f"- seed {seed}: original test_acc {o['test_acc']:.3f}, retrained {r['test_acc']:.3f}{asr}")
+            lines.append(
+                f"- seed {seed}: original test_acc {o['test_acc']:.3f}, retrained {r['test_acc']:.3f}{asr}"
+            )
         lines.append("")
         best = best_rows(res["summary"], kind)
         ok = [
@@ -271,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
                 cells += stored_cells(cfg, store)
             else:
                 cells += experiment.sweep(cfg, store=store, progress=progress)["cells"]
-        res = {"config_given": cfgs, "cells": cells, "summary": experiment.summarize(cells), "expected": expected}
+        res = {
+            "config_given": cfgs,
+            "cells": cells,
+            "summary": experiment.summarize(cells),
+            "expected": expected,
+        }
         results[name] = res
         print(experiment.format_summary(res), flush=True)
         slim = {k: {"config": v["config_given"], "summary": v["summary"], "expected_cells": v["expected"],

@@ -176,6 +176,9 @@ NOTES = """### Reading (by hand, from the run of 2026-11-27)
   transfer. Its step-size guard restarts with smaller steps again and again (validation
   checks on 1,960 images), so it costs 20–95 % of the retraining time and removes ≤ 0.4 of the
   backdoor; second order with SAPS (smallest) is the best masked method seen there.
+- `relearn_asr` here is from the attack as it was when these cells ran (10 Adam steps on 10
+  poisoned samples only, before commit 4a8c081 mixed in 90 clean retain samples): under it every
+  model, the retrained one included, returns to ≈ 1.0, so that column does not separate methods.
 - Claim check: SAPS does not beat random everywhere (lists above); where it does, magnitude
   or gradient masks usually do as well or better.
 """

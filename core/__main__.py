@@ -125,7 +125,7 @@ def cmd_curvature(args) -> int:
     from core.curvature_cli import curvature_command
 
     cfg = config_mod.load_file(args.config)
-    summary = curvature_command(cfg, args.out)
+    summary = curvature_command(cfg, args.out, store=_store(args))
     emit(summary) if args.json else print(f"scores written to {args.out} (+ .json summary)")
     return 0
 

@@ -9,56 +9,39 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from core.curvature import ESTIMATORS, hessian_diagonal
 from core.errors import ConfigError
 
 HISTOGRAM_BINS = 40
 
 
-def curvature_command(config: dict, out: str, *, model: nn.Module | None = None) -> dict:
-    """Load data, train (unless `model` is given), score, write PATH and PATH.json; return summary.
+def curvature_command(config: dict, out: str, *, store: Any = None) -> dict:
+    """diag H at θ* for a run config; write PATH and PATH.json; return the summary.
 
-    Config keys used: dataset, root, model, seed, train {epochs, lr, batch_size},
-    curvature {method, batch_size, options}.
+    θ* is the run's original model (trained on D_r ∪ D_f of the config's scenario, or loaded
+    from the store), scored on the config's `curvature.data` with `curvature.method` — the
+    very scores `python -m core run` selects with.
     """
-    from core import data, models, training  # imported here: only the CLI needs them
+    from core import config as config_mod  # imported here: only the CLI needs them
+    from core import experiment
 
-    curv = dict(config.get("curvature") or {})
-    method = curv.get("method", "exact")
-    if method not in ESTIMATORS:
-        raise ConfigError(
-            "curvature.method", f"unknown method {method!r}; choose one of {sorted(ESTIMATORS)}"
-        )
     suffix = Path(out).suffix
     if suffix not in (".safetensors", ".npz"):
-        raise ConfigError("out", f"need a .safetensors or .npz path, got {out!r}")
-    seed = config.get("seed", 0)
-    ds = data.load(config.get("dataset", "digits"), root=config.get("root"))
-    if model is None:
-        model = models.build(config.get("model", "cnn"), ds, seed=seed)
-        train = dict(config.get("train") or {})
-        training.train(
-            model, ds.x_train, ds.y_train, epochs=train.get("epochs", 30),
-            lr=train.get("lr", 0.001), batch_size=train.get("batch_size", 64), seed=seed,
-            device="cpu",
-        )  # fmt: skip
-    start = time.perf_counter()
-    scores = hessian_diagonal(
-        model, ds.x_train, ds.y_train, method, batch_size=curv.get("batch_size"), seed=seed,
-        **dict(curv.get("options") or {}),
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
+        raise ConfigError("--out", f"need a .safetensors or .npz path, got {out!r}")
+    cfg = config_mod.normalize(config)
+    prepared = experiment.prepare(cfg)
+    model, _ = experiment.train_model(cfg, prepared, "original", store=store)
+    scores, seconds, cached = experiment.curvature_scores(cfg, prepared, model, store=store)
     write_scores(scores, out)
     summary = summarize(scores)
-    summary.update(method=method, samples=len(ds.x_train), seconds=seconds, scores_path=str(out))
+    cv = cfg["curvature"]
+    summary.update(method=cv["method"], data=cv["data"], seconds=seconds, cached=cached,
+                   scores_path=str(out))  # fmt: skip
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -128,26 +128,13 @@ def normalize_strategy(s: Any, field: str) -> dict:
 
 
 def normalize_unlearning(u: dict) -> dict:
+    """The "unlearning" section: method and step budget here, every other hyper-parameter by
+    the method registry that owns it (core.unlearning.check_hparams)."""
+    from core.unlearning import check_hparams
+
     u = dict(u)
     _choice(u.get("method"), METHODS, "unlearning.method")
     u["steps"] = _pos_int(u.get("steps"), "unlearning.steps", maximum=100_000)
-    lr = u.get("lr")
-    if lr != "auto":
-        if not _is_num(lr) or lr <= 0:
-            raise ConfigError("unlearning.lr", f"must be 'auto' or a positive number, got {lr!r}")
-    for k, v in u.items():
-        if k in ("method", "lr", "variant", "solver"):
-            continue
-        if k == "steps":
-            continue
-        if isinstance(v, bool) or v is None:
-            continue
-        if _is_num(v) and v < 0:
-            raise ConfigError(f"unlearning.{k}", f"must not be negative, got {v!r}")
-        if not _is_num(v) and not isinstance(v, str):
-            raise ConfigError(f"unlearning.{k}", f"must be a number, true/false or a string, got {v!r}")
-    from core.unlearning import check_hparams  # the method registry owns its hyper-parameters
-
     check_hparams(u)
     return u
 

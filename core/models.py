@@ -4,10 +4,10 @@ Every model maps N×C×H×W float32 images to N×K logits (K = number of classes
 Parameter names are readable (`conv1.weight`, `fc2.bias`, ...) because masks, scores and
 plots are keyed by them.
 
-Parameter counts (K = 10):
-    mlp       digits 8×8: 17,226     28×28: 109,386     32×32×3: 410,186
-    cnn       digits 8×8: 13,706     28×28: 105,866     32×32×3: 136,138
-    resnet18  any input : 11,173,962 (3 channels; 11,173,962 - 1,152 + 128*... for 1 channel)
+Parameter counts (K = 10 classes):
+    mlp       8×8×1 (digits): 17,226      28×28×1: 109,386       32×32×3: 402,250
+    cnn       8×8×1 (digits): 13,706      28×28×1: 105,866       32×32×3: 136,874
+    resnet18  1 channel: 11,172,810 at any size; 3 channels: 11,173,962
 Run `python -m core models` for the exact counts on every bundled dataset.
 """
 

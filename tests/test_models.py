@@ -41,3 +41,16 @@ def test_seeded_init_is_reproducible():
 def test_unknown_model():
     with pytest.raises(ConfigError, match="model"):
         models.build("vgg", _ds((1, 8, 8)))
+
+
+@pytest.mark.parametrize(
+    "name, shape, count",
+    [("mlp", (3, 32, 32), 3072 * 128 + 128 + 128 * 64 + 64 + 650),
+     ("cnn", (1, 28, 28), 160 + 4640 + (32 * 7 * 7) * 64 + 64 + 650),
+     ("cnn", (3, 32, 32), (3 * 16 * 9 + 16) + 4640 + (32 * 8 * 8) * 64 + 64 + 650),
+     ("resnet18", (3, 32, 32), 11_173_962)],
+)  # fmt: skip
+def test_documented_parameter_counts(name, shape, count):
+    model = models.build(name, _ds(shape))
+    assert models.count_parameters(model) == count
+    assert f"{count:,}" in models.__doc__

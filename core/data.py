@@ -57,6 +57,16 @@ class Dataset:
         return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
 
     @property
+    def train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_train, y_train)."""
+        return self.x_train, self.y_train
+
+    @property
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_test, y_test)."""
+        return self.x_test, self.y_test
+
+    @property
     def n_classes(self) -> int:
         return len(self.classes)
 

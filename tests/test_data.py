@@ -21,6 +21,8 @@ def test_digits_split_is_stratified_and_scaled(digits):
     per_class = np.bincount(load_digits().target)
     counts = torch.bincount(digits.y_test, minlength=10).numpy()
     assert np.all(np.abs(counts - 0.25 * per_class) <= 1)  # stratified: 25 % of every class
+    x, y = digits.train
+    assert x is digits.x_train and y is digits.y_train and digits.test[1] is digits.y_test
     again = data.load("digits")
     assert torch.equal(again.x_train, digits.x_train)
     other = data.load("digits", seed=1)

@@ -36,7 +36,8 @@ METRIC_LABELS = {
     "forget_acc_poisoned": "forget accuracy (poisoned labels)",
     "asr": "attack success rate",
     "mia_auc": "membership-inference AUC",
-    "mia_tpr_at_1fpr": "MIA TPR @ 1 % FPR",
+    "mia_tpr_at_1pct_fpr": "MIA TPR @ 1 % FPR",
+    "mia_tpr_at_0p1pct_fpr": "MIA TPR @ 0.1 % FPR",
     "relearn_asr": "ASR after relearning",
     "dist_to_retrained": "distance to retrained",
 }
@@ -449,7 +450,7 @@ def unlearning_curves(
 
 # Metrics that are shares of samples (drawn as %), and what the others are measured in.
 PERCENT_KEYS = {"test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "relearn_asr",
-                "mia_tpr_at_1fpr"}  # fmt: skip
+                "mia_tpr_at_1pct_fpr", "mia_tpr_at_0p1pct_fpr"}  # fmt: skip
 AXIS_TITLES = {"mia_auc": "MIA AUC (0.5 = chance)", "dist_to_retrained": "relative distance ‖Δθ‖/‖θ_ref‖"}
 FINE_KEYS = {"test_acc", "retain_acc"}  # utility moves by fractions of a percent: one decimal
 REFERENCE_LABELS = {"relearn_asr": "retrained model, same relearning attack"}

@@ -180,3 +180,13 @@ def test_retrained_references_are_labelled_and_axes_have_units():
     assert secs.layout.yaxis.title.text == "wall-clock seconds" and secs.layout.yaxis.range[1] > 13.6
     trade = figures.tradeoff([], original={"asr": 0.9, "test_acc": 0.9})
     assert trade.layout.xaxis.title.text.startswith("attack success rate (%)")
+
+
+def test_metric_labels_name_keys_the_engine_emits():
+    """Every labelled metric is one core.metrics.evaluate returns (a typo drops the label)."""
+    from core import metrics
+
+    emitted = set(metrics.METRIC_KEYS) | set(metrics.EXTRA_KEYS)
+    extra = {"backdoor_removal", "restored_pct", "test_acc_drop", "seconds", "retrain_ratio"}
+    assert set(figures.METRIC_LABELS) <= emitted | extra
+    assert figures.PERCENT_KEYS <= emitted | extra

@@ -52,9 +52,17 @@ def seconds(fn, device: str, reps: int) -> float:
 def as_sequential(cnn: nn.Module) -> nn.Sequential:
     """The project's CNN with module activations, sharing weights (BackPACK needs modules)."""
     return nn.Sequential(
-        cnn.conv1, nn.ReLU(), nn.MaxPool2d(2), cnn.conv2, nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), cnn.fc1, nn.ReLU(), cnn.fc2,
-    )  # fmt: skip
+        cnn.conv1,
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        cnn.conv2,
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        cnn.fc1,
+        nn.ReLU(),
+        cnn.fc2,
+    )
 
 
 def cnn_part(device: str, reps: int) -> dict:

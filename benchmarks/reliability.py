@@ -33,13 +33,32 @@ from core.errors import ConfigError, SapsError  # noqa: E402
 from core.store import RunStore  # noqa: E402
 
 FIELDS = {
-    "dataset": None, "model": None, "seed": None, "device": None, "root": None, "train_size": None,
-    "scenario.kind": None, "scenario.size": None, "scenario.target": None, "scenario.patch": None,
-    "scenario.position": None, "scenario.fraction": None, "scenario.to": None, "scenario.class": None,
-    "scenario.indices": None, "train.epochs": None, "train.lr": None, "train.batch_size": None,
-    "curvature.method": None, "curvature.data": None, "strategies": None,
-    "unlearning.method": None, "unlearning.steps": None, "unlearning.lr": None, "retrain": None,
-}  # fmt: skip
+    "dataset": None,
+    "model": None,
+    "seed": None,
+    "device": None,
+    "root": None,
+    "train_size": None,
+    "scenario.kind": None,
+    "scenario.size": None,
+    "scenario.target": None,
+    "scenario.patch": None,
+    "scenario.position": None,
+    "scenario.fraction": None,
+    "scenario.to": None,
+    "scenario.class": None,
+    "scenario.indices": None,
+    "train.epochs": None,
+    "train.lr": None,
+    "train.batch_size": None,
+    "curvature.method": None,
+    "curvature.data": None,
+    "strategies": None,
+    "unlearning.method": None,
+    "unlearning.steps": None,
+    "unlearning.lr": None,
+    "retrain": None,
+}
 
 
 def random_value(rng: random.Random, depth: int = 0):
@@ -86,8 +105,13 @@ def fuzz(n: int, seed: int = 0) -> dict:
 
 def faults(tmp: Path) -> list[dict]:
     results = []
-    cfg = {"train": {"epochs": 2}, "strategies": [], "retrain": False, "device": "cpu",
-           "metrics": {"mia": False, "relearn": False}}  # fmt: skip
+    cfg = {
+        "train": {"epochs": 2},
+        "strategies": [],
+        "retrain": False,
+        "device": "cpu",
+        "metrics": {"mia": False, "relearn": False},
+    }
     for fault in ("truncate", "alter"):
         store = RunStore(tmp / f"store-{fault}")
         experiment.run(cfg, store=store)
@@ -116,8 +140,21 @@ def faults(tmp: Path) -> list[dict]:
     cfg_path = tmp / "kill.json"
     cfg_path.write_text(json.dumps({**cfg, "train": {"epochs": 2000}}))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "core", "run", "--config", str(cfg_path), "--store",
-                             str(store_dir), "--quiet"], cwd=ROOT, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "run",
+            "--config",
+            str(cfg_path),
+            "--store",
+            str(store_dir),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not (store_dir / "runs.db").exists():
         time.sleep(0.2)
@@ -126,8 +163,9 @@ def faults(tmp: Path) -> list[dict]:
     proc.wait()
     rows = RunStore(store_dir).list_runs()
     ok = len(rows) == 1 and rows[0]["status"] == "failed"
-    results.append({"fault": "process killed mid-run", "survived": ok,
-                    "message": rows[0]["error"] if rows else "no row"})  # fmt: skip
+    results.append(
+        {"fault": "process killed mid-run", "survived": ok, "message": rows[0]["error"] if rows else "no row"}
+    )
 
     bad = tmp / "store-corrupt"
     bad.mkdir()
@@ -155,8 +193,14 @@ def concurrent_writers(tmp: Path, writers: int, keys: int = 50) -> dict:
     codes = [p.wait() for p in procs]
     rows = RunStore(tmp / "store-conc").list_runs(limit=100_000)
     done_keys = [r["key"] for r in rows if r["status"] == "done"]
-    return {"writers": writers, "keys": keys, "exit_codes": codes, "rows": len(rows),
-            "lost": keys - len(set(done_keys)), "duplicated": len(done_keys) - len(set(done_keys))}  # fmt: skip
+    return {
+        "writers": writers,
+        "keys": keys,
+        "exit_codes": codes,
+        "rows": len(rows),
+        "lost": keys - len(set(done_keys)),
+        "duplicated": len(done_keys) - len(set(done_keys)),
+    }
 
 
 def main() -> None:
@@ -176,13 +220,17 @@ def main() -> None:
             "concurrent_writers": concurrent_writers(tmp, args.writers),
         }
     f = out["fuzz"]
-    print(f"fuzzed configs: {f['configs']}: {f['valid']} valid, {f['refused_with_field']} refused "
-          f"naming a field, {f['refused_other']} refused otherwise, {f['crashed']} crashed")  # fmt: skip
+    print(
+        f"fuzzed configs: {f['configs']}: {f['valid']} valid, {f['refused_with_field']} refused "
+        f"naming a field, {f['refused_other']} refused otherwise, {f['crashed']} crashed"
+    )
     for r in out["faults"]:
         print(f"fault {r['fault']:<26} survived={r['survived']}  ({r['message'][:90]})")
     c = out["concurrent_writers"]
-    print(f"{c['writers']} concurrent writers × {c['keys']} cells: {c['rows']} rows, "
-          f"{c['lost']} lost, {c['duplicated']} duplicated")  # fmt: skip
+    print(
+        f"{c['writers']} concurrent writers × {c['keys']} cells: {c['rows']} rows, "
+        f"{c['lost']} lost, {c['duplicated']} duplicated"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"saved {args.out}")

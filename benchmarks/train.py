@@ -28,16 +28,23 @@ from core.errors import DataError  # noqa: E402
 def measure(dataset_name: str, model_name: str, epochs: int, batch_size: int = 64) -> dict:
     ds = data.load(dataset_name)
     model = models.build(model_name, ds, seed=0)
-    hist = training.train(model, ds.x_train, ds.y_train, epochs=epochs, lr=1e-3,
-                          batch_size=batch_size, seed=0, device="cpu")  # fmt: skip
+    hist = training.train(
+        model, ds.x_train, ds.y_train, epochs=epochs, lr=1e-3, batch_size=batch_size, seed=0, device="cpu"
+    )
     per_epoch, prev = [], 0.0
     for e in hist.epochs:
         per_epoch.append(e["seconds"] - prev)
         prev = e["seconds"]
-    return {"dataset": dataset_name, "model": model_name, "n_train": len(ds.y_train),
-            "parameters": models.count_parameters(model), "batch_size": batch_size,
-            "epochs": epochs, "seconds_per_epoch": statistics.median(per_epoch),
-            "test_acc": training.accuracy(model, ds.x_test, ds.y_test)}  # fmt: skip
+    return {
+        "dataset": dataset_name,
+        "model": model_name,
+        "n_train": len(ds.y_train),
+        "parameters": models.count_parameters(model),
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "seconds_per_epoch": statistics.median(per_epoch),
+        "test_acc": training.accuracy(model, ds.x_test, ds.y_test),
+    }
 
 
 def main() -> None:
@@ -57,12 +64,19 @@ def main() -> None:
         if "skipped" in r:
             print(f"{ds_name:<14}{model_name:<6} skipped: {r['skipped'][:80]}")
         else:
-            print(f"{ds_name:<14}{model_name:<6}{r['n_train']:>7} samples  "
-                  f"{r['seconds_per_epoch']:8.3f} s/epoch  test acc {r['test_acc']:.3f} "
-                  f"after {args.epochs} epochs")  # fmt: skip
-    out = {"benchmark": "train", "date": datetime.now(UTC).isoformat(timespec="seconds"),
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-           "torch": torch.__version__, "threads": args.threads, "rows": rows}  # fmt: skip
+            print(
+                f"{ds_name:<14}{model_name:<6}{r['n_train']:>7} samples  "
+                f"{r['seconds_per_epoch']:8.3f} s/epoch  test acc {r['test_acc']:.3f} "
+                f"after {args.epochs} epochs"
+            )
+    out = {
+        "benchmark": "train",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"saved {args.out}")

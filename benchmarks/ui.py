@@ -32,7 +32,7 @@ from tests.e2e.conftest import (  # noqa: E402
     stop_server,
     wait_healthy,
     wait_idle,
-)  # fmt: skip
+)
 from ui.state import PAGE_END  # noqa: E402
 
 
@@ -42,8 +42,13 @@ def main() -> None:
     ap.add_argument("--slider-moves", type=int, default=6)
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                             "omp_num_threads": os.environ["OMP_NUM_THREADS"]}}  # fmt: skip
+    out: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "omp_num_threads": os.environ["OMP_NUM_THREADS"],
+        }
+    }
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1900})
@@ -81,12 +86,16 @@ def main() -> None:
                     "([b]) => { const m = document.querySelector('[data-testid=\"stMetricValue\"]');"
                     " const h = [...document.querySelectorAll('.annotation-text')].map(e => e.textContent).join(' ');"
                     " return m && m.textContent.trim() !== b && h.includes(m.textContent.trim() + ' selected'); }",
-                    arg=[before], timeout=10_000,
-                )  # fmt: skip
+                    arg=[before],
+                    timeout=10_000,
+                )
                 times.append(time.perf_counter() - t)
                 page.wait_for_timeout(300)
-            out["slider_to_updated_chart_s"] = {"median": statistics.median(times), "max": max(times),
-                                                "all": times}  # fmt: skip
+            out["slider_to_updated_chart_s"] = {
+                "median": statistics.median(times),
+                "max": max(times),
+                "all": times,
+            }
         finally:
             stop_server(proc)
             browser.close()

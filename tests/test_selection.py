@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import types
 
@@ -190,8 +191,14 @@ def test_unknown_strategy_and_missing_scores(cnn):
     with pytest.raises(ConfigError, match="fraction"):
         selection.build_mask("random", model, fraction=float("nan"))
     assert set(selection.STRATEGIES) == {
-        "saps", "random", "magnitude", "gradient", "fisher", "last_layer", "all",
-    }  # fmt: skip
+        "saps",
+        "random",
+        "magnitude",
+        "gradient",
+        "fisher",
+        "last_layer",
+        "all",
+    }
 
 
 def test_jaccard_and_summary_by_hand():
@@ -203,8 +210,164 @@ def test_jaccard_and_summary_by_hand():
     scores = {"w": torch.tensor([0.0, 1.0, 0.0, 2.0]), "b": torch.tensor([0.0])}
     rows = selection.summary(a, scores)
     assert rows[0] == {
-        "name": "w", "numel": 4, "selected": 2, "share": 0.5, "zero_score": 2,
+        "name": "w",
+        "numel": 4,
+        "selected": 2,
+        "share": 0.5,
+        "zero_score": 2,
         "zero_score_selected": 1,
-    }  # fmt: skip
+    }
     assert rows[1]["zero_score_selected"] == 1
     assert selection.summary(a)[0]["zero_score_selected"] is None
+
+
+def _forget_set(x, y, n_forget=8):
+    return types.SimpleNamespace(forget=(x[:n_forget], y[:n_forget]), x_train=x, y_train=y)
+
+
+def per_sample_squared_grads(model, x, y) -> dict:
+    """(1/N) Σ_n (∇θ ℓ(x_n, y_n))² by a plain loop over samples, in float64."""
+    model = copy.deepcopy(model).double().eval()
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for xn, yn in zip(x.double(), y):
+        grads = torch.autograd.grad(F.cross_entropy(model(xn[None]), yn[None]), list(model.parameters()))
+        for (n, _), g in zip(model.named_parameters(), grads):
+            total[n] += g.square()
+    return {n: t / len(x) for n, t in total.items()}
+
+
+def test_fisher_ranks_by_the_forget_over_full_fisher_ratio(cnn):
+    model, x, y = cnn
+    frac = 0.05
+    mask = selection.mask_for({"name": "fisher"}, model, fraction=frac, forget_set=_forget_set(x, y))
+    forget, full = per_sample_squared_grads(model, x[:8], y[:8]), per_sample_squared_grads(model, x, y)
+    ratio = torch.cat([(forget[n] / (full[n] + 1e-12)).flatten() for n in mask])
+    chosen = torch.cat([mask[n].flatten() for n in mask])
+    assert int(chosen.sum()) == round(frac * 13706)
+    # every chosen parameter's ratio is at least every unchosen one's (up to float32 rounding)
+    assert ratio[chosen].min() >= ratio[~chosen].max() * (1 - 1e-4)
+
+
+@pytest.fixture(scope="module")
+def dead_mlp():
+    """An MLP on 8×8 inputs whose first 100 hidden units never fire: their weights are dead."""
+    ds = types.SimpleNamespace(shape=(1, 8, 8), classes=list(range(10)))
+    model = models.build("mlp", ds, seed=0)
+    with torch.no_grad():
+        model.fc1.bias[:100] = -1e3
+    torch.manual_seed(1)
+    return model, torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+
+
+def test_live_mask_is_the_nonzero_gradient_set(dead_mlp):
+    model, x, y = dead_mlp
+    live = selection.live_mask(model, x, y)
+    by_hand = {n: g != 0 for n, g in per_sample_squared_grads(model, x, y).items()}
+    assert all(torch.equal(live[n], by_hand[n]) for n in by_hand)
+    assert not live["fc1.weight"][:100].any() and live["fc1.weight"][100:].any()
+    scores = {n: torch.where(m, 1.0, 0.0) for n, m in by_hand.items()}
+    from_scores = selection.live_mask(model, x, y, scores=scores)
+    assert all(torch.equal(from_scores[n], by_hand[n]) for n in by_hand)
+
+
+def test_random_draws_among_live_parameters_unless_told_otherwise(dead_mlp):
+    model, x, y = dead_mlp
+    fs, total = _forget_set(x, y), models.count_parameters(model)
+    live = selection.live_mask(model, x, y)
+    n_dead = total - sum(int(m.sum()) for m in live.values())
+    assert n_dead > total / 2  # 100 of 128 units: most of fc1 and fc2 is dead
+    drawn = selection.mask_for({"name": "random", "fraction": 0.2}, model, forget_set=fs, seed=3)
+    assert count(drawn) == round(0.2 * total) and selection.dead_selected(drawn, live) == 0
+    given = selection.mask_for({"name": "random", "fraction": 0.2}, model, live=live, seed=3)
+    assert selection.jaccard(drawn, given) == 1.0
+    uniform = selection.mask_for({"name": "random", "live": False}, model, fraction=0.2, seed=3)
+    assert count(uniform) == round(0.2 * total)
+    # uniform picks land on dead parameters in proportion (a hypergeometric draw: ± a few %)
+    assert selection.dead_selected(uniform, live) / count(uniform) == pytest.approx(n_dead / total, abs=0.05)
+    assert torch.equal(
+        uniform["fc3.weight"], selection.build_mask("random", model, fraction=0.2, seed=3)["fc3.weight"]
+    )
+    everything = selection.mask_for({"name": "random", "fraction": 1.0}, model, live=live)
+    assert all(torch.equal(everything[n], live[n]) for n in live)  # fewer live than k: all live
+
+
+def test_dead_selected_by_hand():
+    mask = {"w": torch.tensor([True, True, False]), "b": torch.tensor([True])}
+    live = {"w": torch.tensor([True, False, False]), "b": torch.tensor([False])}
+    assert selection.dead_selected(mask, live) == 2
+
+
+def test_mask_for_reads_the_strategy_dict(cnn):
+    model, x, y = cnn
+    scores = {
+        n: torch.randn(p.shape, generator=torch.Generator().manual_seed(0))
+        for n, p in model.named_parameters()
+    }
+    cfg = {"name": "saps", "fraction": 0.03, "largest": False, "per_layer": True, "signed": True}
+    expected = selection.build_mask(
+        "saps", model, fraction=0.03, largest=False, per_layer=True, signed=True, scores=scores
+    )
+    assert selection.jaccard(selection.mask_for(cfg, model, scores=scores), expected) == 1.0
+    swept = selection.mask_for(cfg, model, fraction=0.1, scores=scores)  # a sweep budget wins
+    assert count(swept) == sum(round(0.1 * p.numel()) for p in model.parameters())
+    top = selection.mask_for({"name": "saps", "quantile": 0.99}, model, scores=scores)
+    assert count(top) == count(selection.build_mask("saps", model, quantile=0.99, scores=scores))
+    assert count(selection.mask_for({"name": "all"}, model, fraction=0.1)) == 13706
+    with pytest.raises(ConfigError, match="needs a fraction"):
+        selection.mask_for({"name": "magnitude"}, model)
+    with pytest.raises(ConfigError) as e:
+        selection.build_mask("magnitude", model, fraction=0.1, signed=True)
+    assert e.value.field == "strategy.signed"
+
+
+def test_strategy_labels():
+    label = selection.strategy_label
+    assert label({"name": "saps"}, 0.02) == "SAPS (largest diag H) @ 2 %"
+    assert label({"name": "saps", "largest": False, "fraction": 0.005}) == "SAPS (smallest diag H) @ 0.5 %"
+    assert label({"name": "saps", "signed": True}, 0.1) == "SAPS (largest signed diag H) @ 10 %"
+    assert label({"name": "random"}, 0.02) == "random (live) @ 2 %"
+    assert label({"name": "random", "live": False}, 0.02) == "random (uniform) @ 2 %"
+    assert label({"name": "magnitude", "largest": False, "per_layer": True}, 0.05) == (
+        "magnitude |θ| (smallest), per layer @ 5 %"
+    )
+    assert label({"name": "gradient", "quantile": 0.9}) == "SalUn |∇L_forget| ≥ q0.9"
+    assert label({"name": "all"}, 0.02) == "all parameters"
+    assert label({"name": "last_layer"}) == "last layer"
+
+
+def test_registry_metadata():
+    for name, entry in selection.STRATEGIES.items():
+        assert entry.name == name and entry.label and entry.description
+        assert entry.needs <= selection.NEEDS
+        assert (entry.score is None) != (entry.fixed is None)
+    assert {n for n, e in selection.STRATEGIES.items() if not e.budgeted} == {"all", "last_layer"}
+    assert selection.STRATEGIES["saps"].needs == {"curvature"}
+    assert selection.STRATEGIES["random"].options == {"live": True}
+
+
+def test_a_toy_strategy_is_one_registry_entry(cnn, monkeypatch):
+    model, _, _ = cnn
+    toy = selection.Strategy(
+        name="toy",
+        label="toy (bias first)",
+        description="biases outrank weights",
+        score=lambda m, r: {
+            n: torch.full(p.shape, r.options["bias_score"] if n.endswith("bias") else 0.0)
+            for n, p in m.named_parameters()
+        },
+        options={"bias_score": 1.0},
+    )
+    monkeypatch.setitem(selection.STRATEGIES, "toy", toy)
+    mask = selection.mask_for({"name": "toy", "fraction": 122 / 13706}, model)
+    biases = sum(p.numel() for n, p in model.named_parameters() if n.endswith("bias"))
+    assert biases == 122 and all(m.all() == n.endswith("bias") for n, m in mask.items())
+    assert selection.strategy_label({"name": "toy"}, 0.01) == "toy (bias first) @ 1 %"
+
+
+def test_overlap_matrix_by_hand():
+    a = {"w": torch.tensor([True, True, False, False])}
+    b = {"w": torch.tensor([True, False, True, False])}
+    c = {"w": torch.tensor([False, False, False, True])}
+    out = selection.overlap_matrix({"a": a, "b": b, "c": c})
+    assert out.shape == (3, 3)
+    assert out.tolist() == [[1.0, 1 / 3, 0.0], [1 / 3, 1.0, 0.0], [0.0, 0.0, 1.0]]

@@ -114,3 +114,49 @@ def test_backdoor_partition_property(digits, size, seed, target):
     assert (digits.y_train[fs.forget_idx] != target).all()
     changed = (fs.x_train != digits.x_train).flatten(1).any(1) | (fs.y_train != digits.y_train)
     assert set(changed.nonzero().squeeze(1).tolist()) <= set(fs.forget_idx.tolist())
+
+
+def test_scenario_seed_draws_the_forget_set(digits):
+    by_run = scenarios.from_config(digits, {"kind": "random_samples", "size": 40}, seed=1)
+    fixed = [
+        scenarios.from_config(digits, {"kind": "random_samples", "size": 40, "seed": 7}, seed=s)
+        for s in (1, 2)
+    ]
+    assert torch.equal(fixed[0].forget_idx, fixed[1].forget_idx)
+    assert torch.equal(
+        fixed[0].forget_idx, scenarios.build(digits, "random_samples", seed=7, size=40).forget_idx
+    )
+    assert not torch.equal(by_run.forget_idx, fixed[0].forget_idx)
+    assert torch.equal(
+        by_run.forget_idx, scenarios.build(digits, "random_samples", seed=1, size=40).forget_idx
+    )
+    with pytest.raises(ConfigError) as e:
+        scenarios.from_config(digits, {"kind": "backdoor", "size": 5, "seed": -3}, seed=0)
+    assert e.value.field == "scenario.seed"
+
+
+@pytest.mark.parametrize(
+    "scenario, removal, method",
+    [
+        ({"kind": "backdoor"}, False, "masked_finetune"),
+        ({"kind": "label_flip", "size": 5}, False, "masked_finetune"),
+        ({"kind": "random_samples"}, True, "neggrad"),
+        ({"kind": "class", "class": 3}, True, "neggrad"),
+        ({"kind": "indices", "indices": [1, 2]}, True, "neggrad"),
+        ({"kind": "indices", "indices": [1, 2], "corruption": "label"}, False, "masked_finetune"),
+        ({"kind": "indices", "indices": [1, 2], "corruption": "backdoor"}, False, "masked_finetune"),
+    ],
+)
+def test_removal_and_default_method_agree_with_the_built_set(digits, scenario, removal, method):
+    assert scenarios.is_removal(scenario) is removal
+    assert scenarios.default_method(scenario) == method
+    assert scenarios.from_config(digits, scenario, seed=0).is_removal is removal
+
+
+def test_registry_entries_carry_their_metadata(digits):
+    for name, entry in scenarios.SCENARIOS.items():
+        assert entry.name == name and entry.label and entry.description
+        assert "seed" in entry.options
+    with pytest.raises(ConfigError) as e:
+        scenarios.build(digits, "class", size=3)
+    assert e.value.field == "scenario.size" and "allowed" in e.value.message

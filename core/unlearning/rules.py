@@ -1,0 +1,257 @@
+"""The update rules. Each takes the Context and returns (θ_new or None, log); None means θ* is
+kept unchanged (the log's `note` says why). The caller writes θ = where(M, θ_new, θ*).
+
+G = Σ_{z̃∈D̃_f} ∇ℓ(z̃) − ascent·Σ_{z∈D_f} ∇ℓ(z) comes from core.unlearning.steps.forget_gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.curvature import hessian_diagonal
+from core.errors import ConfigError
+from core.training import train
+from core.unlearning.context import Context, Params, load, params_of
+from core.unlearning.newton import newton_direction
+from core.unlearning.steps import (
+    anchor_logits,
+    anchor_loss,
+    fixed_retain,
+    forget_gradient,
+    forget_loss,
+    retain_batch,
+    wrong_on_forget,
+)
+from core.unlearning.stepsize import NEWTON_GRID, descend, first_order_grid, search
+
+Result = tuple[Params | nn.Module | None, dict[str, Any]]
+
+
+def first_order(ctx: Context) -> Result:
+    """θ ← θ* − τ·(M ⊙ G) (Warnecke et al.), τ from the guarded search. `steps` > 1: that many
+    optimizer steps on G/|D_f| at the current θ, plus the retain anchor in every step."""
+    if ctx.hp["steps"] > 1:
+        return _first_order_steps(ctx)
+    theta, M = ctx.theta_star, ctx.mask
+    G = forget_gradient(ctx.original, ctx, ctx.hp["ascent"])
+
+    def step(tau: float) -> Params:
+        return {n: theta[n] - tau * M[n] * G[n] for n in theta}
+
+    grid = first_order_grid(ctx, {n: M[n] * G[n] for n in G}) if ctx.hp["lr"] == "auto" else ()
+    new, info = search(ctx, step, grid)
+    return new, {**info, "steps": int(new is not None)}
+
+
+def _first_order_steps(ctx: Context) -> Result:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    anchor = anchor_logits(ctx) if ctx.hp["retain_weight"] else None
+    per_sample = 1.0 / max(1, len(ctx.y_f))  # G/|D_f|: the step size scale of the other multi-step rules
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor:
+        loss = forget_loss(m, ctx, ctx.hp["ascent"]) * per_sample
+        return loss + anchor_loss(m, ctx, anchor, gen) if anchor is not None else loss
+
+    return descend(ctx, loss_fn, ctx.hp["steps"], ctx.hp["optimizer"])
+
+
+def second_order(ctx: Context) -> Result:
+    """θ_M ← θ*_M − τ·u with (C_MM + λI) u = G_M solved (core.unlearning.newton); a direction that
+    did not converge is not applied."""
+    M = ctx.mask
+    G = forget_gradient(ctx.original, ctx, ctx.hp["ascent"])
+    u, info = newton_direction(ctx, ctx.original, {n: M[n] * G[n] for n in G})
+    if not info["converged"]:
+        return None, {**info, "applied": False, "lr": None, "steps": 0}
+    theta = ctx.theta_star
+    new, found = search(
+        ctx,
+        lambda tau: {n: theta[n] - tau * u[n] for n in theta},
+        NEWTON_GRID if ctx.hp["lr"] == "auto" else (),
+    )
+    return new, {**info, **found, "applied": new is not None, "steps": int(new is not None)}
+
+
+def warnecke_iterative(ctx: Context) -> Result:
+    """Warnecke's iterative variant: up to `rounds` rounds of θ ← θ − τ·d at the current θ, with
+    d = M ⊙ G_wrong (order 1) or (C_MM + λI)⁻¹ G_wrong (order 2), G_wrong computed over the D_f
+    samples still misclassified w.r.t. their corrected labels (both terms, see forget_loss);
+    τ guarded on the validation split each round. Stops when none is wrong, when a round's
+    guard or solve fails (the rounds before it are kept), or after `rounds`."""
+    hp = ctx.hp
+    model = ctx.working_copy()
+    ctx.record(model, 0)
+    trace: list[dict] = []
+    stop: dict[str, Any] = {}
+    for r in range(hp["rounds"]):
+        wrong = wrong_on_forget(model, ctx)
+        if not wrong.any():
+            stop = {"note": "every forget sample has its corrected label"} if r == 0 else {}
+            break
+        G = forget_gradient(model, ctx, hp["ascent"], wrong)
+        d = {n: ctx.mask[n] * G[n] for n in G}
+        solve: dict[str, Any] = {}
+        if hp["order"] == 2:
+            d, solve = newton_direction(ctx, model, d)
+            if not solve["converged"]:
+                stop = {**solve, "applied": False}
+                break
+        theta = params_of(model)
+        grid = () if hp["lr"] != "auto" else NEWTON_GRID if hp["order"] == 2 else first_order_grid(ctx, d)
+        new, found = search(ctx, lambda tau, t=theta, d=d: {n: t[n] - tau * d[n] for n in t}, grid)
+        if new is None:
+            stop = found
+            break
+        load(model, new)
+        trace.append(
+            {
+                "round": r + 1,
+                "wrong": int(wrong.sum()),
+                "lr": found["lr"],
+                **{k: solve[k] for k in ("iters", "rel_residual", "damping") if k in solve},
+            }
+        )
+        ctx.record(model, r + 1)
+        if ctx.progress is not None:
+            ctx.progress(r + 1, hp["rounds"], "unlearning round")
+    log = {
+        "order": hp["order"],
+        "rounds": len(trace),
+        "steps": len(trace),
+        "round_trace": trace,
+        "wrong_left": int(wrong_on_forget(model, ctx).sum()),
+        "lr": trace[-1]["lr"] if trace else None,
+    }
+    if trace:  # a later round's failure only ends the run: say why in stopped_by
+        return params_of(model), {**log, "stopped_by": stop.get("note")}
+    return None, {**stop, **log}
+
+
+def masked_finetune(ctx: Context) -> Result:
+    """Masked fine-tuning on the forget samples still wrong w.r.t. their corrected labels
+    (`steps` full-batch optimizer steps, Adam by default), lr guarded on the validation split:
+
+        loss = Σ ℓ(wrong D_f inputs and D̃_f, corrected labels) / |D_f ∪ D̃_f|
+               − ascent · mean ℓ(wrong D_f, poisoned labels)           (ascent 0 by default)
+               + retain_weight · mean ‖f(x; θ) − f(x; θ*)‖² on one fixed D_r batch
+
+    Stops when every forget sample is right. One forward pass per step: the forget samples and
+    the retain batch go through the model together, "wrong" is read off the same logits."""
+    hp = ctx.hp
+    x_fix = torch.cat([ctx.x_f, ctx.x_c])
+    y_fix = torch.cat([ctx.y_fix, ctx.y_c])
+    n_fix, n_f = len(y_fix), len(ctx.y_f)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    anchored = bool(hp["retain_weight"]) and len(ctx.y_r) > 0
+    fixed = fixed_retain(ctx, gen) if anchored and hp["retain_fixed"] else None
+    anchor = anchor_logits(ctx) if anchored and fixed is None else None
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor | None:
+        if anchored:
+            if fixed is not None:
+                idx, target = fixed
+            else:
+                idx = retain_batch(ctx, gen, hp["retain_batch"])
+                target = anchor[idx]
+            logits = m(torch.cat([x_fix, ctx.x_r[idx]]))
+        else:
+            logits = m(x_fix)
+        out_f = logits[:n_fix]
+        wrong = out_f.detach().argmax(1) != y_fix
+        ctx.grad_evals += len(logits)
+        if not wrong.any():
+            return None
+        if not hp["wrong_only"]:
+            wrong = torch.ones_like(wrong)
+        # a mean over all samples (right ones add little): over the wrong ones alone it grows
+        # as they get fewer and overshoots
+        loss = F.cross_entropy(out_f[wrong], y_fix[wrong], reduction="sum") / n_fix
+        w_f = wrong[:n_f]
+        if hp["ascent"] and w_f.any():
+            loss = loss - hp["ascent"] * F.cross_entropy(out_f[:n_f][w_f], ctx.y_f[w_f])
+        if anchored:
+            loss = loss + hp["retain_weight"] * (logits[n_fix:] - target).pow(2).sum(1).mean()
+        return loss
+
+    return descend(ctx, loss_fn, hp["steps"], hp["optimizer"])
+
+
+def finetune(ctx: Context) -> Result:
+    """Masked descent on mini-batches of D_r ∪ D̃_f (mean cross-entropy) for `steps` steps."""
+    hp = ctx.hp
+    x = torch.cat([ctx.x_r, ctx.x_c])
+    y = torch.cat([ctx.y_r, ctx.y_c])
+    gen = torch.Generator().manual_seed(ctx.seed)
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor:
+        idx = torch.randint(len(y), (min(hp["batch_size"], len(y)),), generator=gen).to(ctx.device)
+        ctx.grad_evals += len(idx)
+        return F.cross_entropy(m(x[idx]), y[idx])
+
+    return descend(ctx, loss_fn, hp["steps"], hp["optimizer"])
+
+
+def neggrad(ctx: Context) -> Result:
+    """Masked ascent on D_f (as trained) with descent on a D_r batch:
+    loss = −mean ℓ(D_f) + retain_weight · mean ℓ(D_r batch)."""
+    hp = ctx.hp
+    gen = torch.Generator().manual_seed(ctx.seed)
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor:
+        idx = retain_batch(ctx, gen, hp["retain_batch"])
+        ctx.grad_evals += len(idx) + len(ctx.y_f)
+        retain = F.cross_entropy(m(ctx.x_r[idx]), ctx.y_r[idx])
+        return -F.cross_entropy(m(ctx.x_f), ctx.y_f) + hp["retain_weight"] * retain
+
+    return descend(ctx, loss_fn, hp["steps"], hp["optimizer"])
+
+
+def ssd(ctx: Context) -> Result:
+    """Selective Synaptic Dampening (Foster et al.) inside the mask: with F_f, F_D the empirical
+    Fisher diagonals on D_f and D, where F_f > α·F_D: θ_i ← θ*_i · min(λ·F_D,i / F_f,i, 1)."""
+    fs = ctx.forget_set
+    f_forget = hessian_diagonal(ctx.original, ctx.x_f, ctx.y_f, "empirical_fisher")
+    f_full = hessian_diagonal(
+        ctx.original, fs.x_train.to(ctx.device), fs.y_train.to(ctx.device), "empirical_fisher"
+    )
+    ctx.grad_evals += len(ctx.y_f) + len(fs.y_train)
+    alpha, lam = ctx.hp["alpha"], ctx.hp["dampening"]
+    theta, dampened = {}, 0
+    for n, t in ctx.theta_star.items():
+        ff, fd = f_forget[n].to(t.device), f_full[n].to(t.device)
+        hit = (ff > alpha * fd) & ctx.mask[n]
+        theta[n] = t * torch.where(hit, (lam * fd / ff.clamp_min(1e-30)).clamp(max=1.0), torch.ones_like(t))
+        dampened += int(hit.sum())
+    return theta, {"alpha": alpha, "dampening": lam, "n_dampened": dampened, "lr": None}
+
+
+def retrain(ctx: Context) -> Result:
+    """A fresh model of the same architecture trained on D_r ∪ D̃_f (the gold standard; no mask).
+    Returns the trained module itself (its buffers, e.g. BatchNorm statistics, are new too)."""
+    hp, fs = ctx.hp, ctx.forget_set
+    model = ctx.working_copy()
+    torch.manual_seed(ctx.seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "reset_parameters") and m is not model:
+                m.reset_parameters()
+    x, y = fs.retrain_data()
+    if not len(y):
+        raise ConfigError("scenario", "nothing left to retrain on: D_r ∪ D̃_f is empty")
+    hist = train(
+        model,
+        x,
+        y,
+        epochs=hp["epochs"],
+        lr=hp["train_lr"],
+        batch_size=hp["batch_size"],
+        seed=ctx.seed,
+        device=ctx.device,
+        optimizer=hp["train_optimizer"],
+    )
+    ctx.grad_evals += hp["epochs"] * len(y)
+    return model, {"epochs": hp["epochs"], "lr": hp["train_lr"], "train_seconds": hist.seconds}

@@ -1,0 +1,203 @@
+"""The statistics and the generated reading of benchmarks/saps_claims.py (pure functions, no training)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks import claims_report as cr
+from benchmarks import claims_stats as cs
+
+
+def test_bootstrap_of_constant_differences_has_zero_width():
+    lo, hi = cs.bootstrap_ci([0.3] * 10)
+    assert lo == hi == pytest.approx(0.3)
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(1)
+    small = rng.normal(2.0, 1.0, size=10)
+    large = rng.normal(2.0, 1.0, size=400)
+    lo_s, hi_s = cs.bootstrap_ci(small)
+    lo_l, hi_l = cs.bootstrap_ci(large)
+    assert lo_s < small.mean() < hi_s
+    assert lo_l < 2.0 < hi_l
+    # the standard error of a mean of 400 draws of sd 1 is 0.05: the 95 % width ≈ 4 × 0.05
+    assert hi_l - lo_l == pytest.approx(3.92 * large.std(ddof=1) / math.sqrt(400), rel=0.1)
+    assert hi_l - lo_l < hi_s - lo_s
+
+
+def test_bootstrap_is_seeded():
+    x = [0.1, 0.5, -0.2, 0.9, 0.3]
+    assert cs.bootstrap_ci(x, seed=3) == cs.bootstrap_ci(x, seed=3)
+
+
+def test_wilcoxon_matches_scipy_and_the_exact_distribution():
+    d = [0.5, -0.1, 0.3, 0.8, 0.2, -0.4, 0.6]
+    assert cs.wilcoxon_p(d) == pytest.approx(stats.wilcoxon(d).pvalue)
+    # five positive differences: the exact two-sided p is 2 / 2**5 (all signs +, or all −)
+    assert cs.wilcoxon_p([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)
+    assert cs.smallest_p(5) == pytest.approx(2 / 32)
+    assert cs.wilcoxon_p([0.0, 0.0, 0.0]) == 1.0
+    assert cs.wilcoxon_p([]) is None
+
+
+def test_pair_uses_only_seeds_both_sides_have():
+    a = {0: 1.0, 1: 2.0, 2: None, 3: float("nan"), 4: 5.0}
+    b = {0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0}
+    assert cs.pair(a, b) == ([0, 1], [0.5, 1.0])
+
+
+def test_compare_verdicts_follow_direction_and_significance():
+    seeds = range(10)
+    base = {s: 0.1 * s for s in seeds}
+    ahead = {s: v + 0.2 + 0.01 * s for s, v in base.items()}
+    higher = cs.compare(ahead, base, better="higher")
+    assert higher["verdict"] == "better" and higher["n"] == 10
+    assert higher["lo"] > 0 and higher["p"] < 0.05
+    # for a measure where lower is better (cost, relearn gap) the same numbers are worse
+    assert cs.compare(ahead, base, better="lower")["verdict"] == "worse"
+    noisy = {s: v + (0.3 if s % 2 else -0.3) for s, v in base.items()}
+    assert cs.compare(noisy, base)["verdict"] == "not significant"
+    assert cs.compare({}, base)["verdict"] == "no data"
+    # five pairs all ahead: p = 0.0625 can never pass 0.05, and the text says why
+    five = cs.compare({s: 1.0 + s for s in range(5)}, {s: 0.0 for s in range(5)})
+    assert five["verdict"] == "not significant"
+    assert "no p below 0.05 is possible" in cs.verdict_text(five)
+
+
+def test_sentences_follow_the_numbers():
+    base = {s: 0.0 for s in range(10)}
+    ahead = cs.compare({s: 0.2 + 0.01 * s for s in range(10)}, base)
+    text = cs.sentence("SAPS (largest, full)", "random", "at 2 %", ahead)
+    assert text.startswith("SAPS (largest, full) − random at 2 %: +0.25 [")
+    assert text.endswith(": ahead") and "n = 10" in text and "p = 0.002" in text
+    behind = cs.compare(base, {s: 0.2 + 0.01 * s for s in range(10)})
+    assert cs.sentence("a", "b", "", behind).endswith(": behind")
+    assert "−0.25" in cs.sentence("a", "b", "", behind)
+    flat = cs.compare({s: (-1) ** s * 0.1 for s in range(10)}, base)
+    assert cs.sentence("a", "b", "", flat).endswith(": not significant")
+    cost = cs.compare(base, {s: 0.2 + 0.01 * s for s in range(10)}, better="lower")
+    assert cs.sentence("a", "b", "", cost, words=("cheaper", "dearer")).endswith(": cheaper")
+
+
+def test_split_is_disjoint_and_covers_the_seeds():
+    sel, ev = cs.split_seeds(range(10))
+    assert len(sel) == len(ev) == 5
+    assert set(sel).isdisjoint(ev) and set(sel) | set(ev) == set(range(10))
+    sel5, ev5 = cs.split_seeds([4, 3, 2, 1, 0])
+    assert len(sel5) == 2 and len(ev5) == 3
+    assert cs.split_seeds(range(10)) == (sel, ev)
+
+
+def test_choice_never_reads_evaluation_seeds():
+    sel, ev = cs.split_seeds(range(10))
+    table = {
+        # best on the selection seeds
+        "a": {"removal": {s: 0.6 for s in range(10)}, "drop": {s: 0.0 for s in range(10)}},
+        # far better on the evaluation seeds only: must not be chosen
+        "b": {
+            "removal": {s: (0.5 if s in sel else 100.0) for s in range(10)},
+            "drop": {s: 0.0 for s in range(10)},
+        },
+        # best everywhere but over the test-accuracy limit on the selection seeds
+        "c": {"removal": {s: 0.9 for s in range(10)}, "drop": {s: 0.05 for s in range(10)}},
+        # missing a selection seed: not a candidate
+        "d": {"removal": {s: 0.95 for s in range(10) if s != sel[0]}, "drop": {s: 0.0 for s in range(10)}},
+    }
+    assert cs.choose_best(table, sel, "removal", limits={"drop": 0.02}) == "a"
+    # the choice is a function of the selection seeds alone: changing evaluation values changes nothing
+    for cid in table:
+        for s in ev:
+            table[cid]["removal"][s] = -1e9
+    assert cs.choose_best(table, sel, "removal", limits={"drop": 0.02}) == "a"
+    assert cs.choose_best(table, sel, "removal", better="lower", limits={"drop": 0.02}) == "b"
+    assert cs.choose_best(table, sel, "removal", allowed=lambda c: c != "a", limits={"drop": 0.02}) == "b"
+
+
+def test_fdr_matches_benjamini_hochberg_by_hand():
+    q = cs.fdr([0.01, None, 0.04, 0.03])
+    # sorted p 0.01, 0.03, 0.04 (m = 3): q = min over the tail of p·m/rank -> 0.03, 0.04, 0.04
+    assert q[1] is None
+    assert q[0] == pytest.approx(0.03) and q[3] == pytest.approx(0.04) and q[2] == pytest.approx(0.04)
+
+
+def test_summary_reads_only_the_given_seeds():
+    v = {0: 1.0, 1: 3.0, 2: 100.0, 3: None}
+    s = cs.summary(v, [0, 1, 3])
+    assert s["n"] == 2 and s["mean"] == 2.0 and s["std"] == pytest.approx(math.sqrt(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# the report built from synthetic cells: its sentences must follow the numbers
+
+
+def _records(seeds=range(10), fractions=(0.01, 0.05), method="masked_finetune"):
+    """SAPS (paper's reading) clearly ahead of random at 1 %, level with it at 5 %; magnitude far ahead."""
+    out = []
+    for s in seeds:
+        noise = 0.01 * ((s * 7) % 5)
+        for f in fractions:
+            vals = {
+                cr.PAPER_FAMILY: 0.5 + noise,
+                "random": (0.2 if f == 0.01 else 0.5 + (0.05 if s % 2 else -0.05)) + noise,
+                "magnitude": 0.9 + noise,
+            }
+            for fam, v in vals.items():
+                label = "SAPS (largest diag H), full data" if fam.startswith("saps") else fam
+                out.append(
+                    {
+                        "seed": s,
+                        "id": f"{fam}@{f:g}/{method}",
+                        "family": fam,
+                        "label": label,
+                        "strategy": fam,
+                        "fraction": f,
+                        "method": method,
+                        "backdoor_removal": v,
+                        "relearn_gap": 0.5,
+                        "test_acc_drop": 0.0,
+                        "retrain_ratio": 0.2 if fam.startswith("saps") else 0.05,
+                        "relearn_curve": [0.0, 0.5],
+                        "relearn_steps": [0, 20],
+                        "full_cost": True,
+                    }
+                )
+    return out
+
+
+def test_report_sentences_follow_synthetic_numbers():
+    recs = _records()
+    an = cr.analyze(recs, main="backdoor_removal", expected=len(recs) + 6, references={})
+    assert an["missing"] == 6 and an["cells"] == len(recs)
+    at = {(p["baseline"], p["fraction"], p["measure"]): p for p in an["paired"]}
+    assert at[("random", 0.01, "backdoor_removal")]["verdict"] == "better"
+    assert at[("random", 0.05, "backdoor_removal")]["verdict"] == "not significant"
+    assert at[("magnitude", 0.01, "backdoor_removal")]["verdict"] == "worse"
+    # SAPS costs 0.2 of retraining, the baselines 0.05: dearer at every budget
+    assert at[("random", 0.01, "retrain_ratio")]["verdict"] == "worse"
+    text = "\n".join(cr.reading("digits-backdoor", an, "masked_finetune"))
+    assert "(6 missing)" in text
+    assert (
+        "vs random (masked_finetune, backdoor removal): ahead at 1 %; behind at none; not significant at 5 %"
+        in text
+    )
+    assert "vs magnitude (masked_finetune, backdoor removal): ahead at none; behind at 1 %, 5 %" in text
+    # the chosen configuration is magnitude, and its numbers come from the evaluation seeds
+    best = an["split"]["tiers"]["any cost"]["best"]
+    assert best["id"].startswith("magnitude@")
+    assert best["evaluation"]["backdoor_removal"]["n"] == len(an["split"]["evaluation_seeds"])
+    # the cost limit (≤ 10 % of retraining) rules SAPS out of the cheap tier
+    assert an["split"]["tiers"]["≤ 10 % of retraining"]["saps"] is None
+    table = "\n".join(cr.paper_table(an, "masked_finetune"))
+    assert "**ahead**" in table and "**behind**" in table
+
+
+def test_report_says_when_costs_leave_out_selection():
+    recs = [{**r, "full_cost": False} for r in _records(seeds=range(6))]
+    an = cr.analyze(recs, main="backdoor_removal", expected=len(recs), references={})
+    assert not an["full_cost"]
+    assert any("leave out selection" in s for s in cr.reading("x", an, "masked_finetune"))

@@ -29,8 +29,9 @@ def check_executor(executor: str, address: str | None) -> None:
         try:
             import ray  # noqa: F401
         except ImportError as e:
-            raise ConfigError("executor", "ray is not installed; run "
-                              "`pip install -r requirements-scale.txt`") from e  # fmt: skip
+            raise ConfigError(
+                "executor", "ray is not installed; run `pip install -r requirements-scale.txt`"
+            ) from e
 
 
 @contextmanager

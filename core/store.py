@@ -181,15 +181,18 @@ class RunStore:
                     "SELECT id, status, pid FROM runs WHERE key=? AND status IN ('done','running')",
                     (key,),
                 ).fetchall()
-                held = any(r["status"] == "done" or (r["pid"] != os.getpid() and _pid_alive(r["pid"]))
-                           for r in rows)  # fmt: skip
+                held = any(
+                    r["status"] == "done" or (r["pid"] != os.getpid() and _pid_alive(r["pid"])) for r in rows
+                )
                 if held:
                     con.execute("COMMIT")
                     return None
                 stale = [r["id"] for r in rows if r["status"] == "running"]
                 for row_id in stale:
-                    con.execute("UPDATE runs SET status='failed', error=? WHERE id=?",
-                                ("process ended before the run finished", row_id))  # fmt: skip
+                    con.execute(
+                        "UPDATE runs SET status='failed', error=? WHERE id=?",
+                        ("process ended before the run finished", row_id),
+                    )
                 cur = con.execute(
                     "INSERT INTO runs (created, kind, key, status, config, pid) VALUES (?,?,?,?,?,?)",
                     (created, kind, key, "running", json.dumps(config), os.getpid()),
@@ -235,13 +238,37 @@ class RunStore:
         """Read a checkpoint; a truncated or altered file raises StoreError."""
         return load_checkpoint_file(self.checkpoint_path(name))
 
+    # -- artifacts: a checkpoint plus a JSON sidecar (e.g. the seconds it took to compute) ----
+    def load_artifact(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(tensors, meta) of a stored artifact, or None when either file is missing."""
+        meta_path = self.checkpoints / f"{name}.json"
+        if not (self.has_checkpoint(name) and meta_path.is_file()):
+            return None
+        tensors = self.load_checkpoint(name)
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise StoreError(f"{meta_path} is not valid JSON ({e})") from e
+        return tensors, meta
+
+    def save_artifact(self, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Write tensors, then the sidecar (both atomic): a reader sees both or treats it as absent."""
+        self.save_checkpoint(name, tensors)
+        meta_path = self.checkpoints / f"{name}.json"
+        tmp = meta_path.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(meta_path)
+
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for k in sorted(tensors):
         h.update(k.encode())
-        h.update(tensors[k].numpy().tobytes() if tensors[k].dtype != torch.bfloat16 else
-                 tensors[k].float().numpy().tobytes())  # fmt: skip
+        h.update(
+            tensors[k].numpy().tobytes()
+            if tensors[k].dtype != torch.bfloat16
+            else tensors[k].float().numpy().tobytes()
+        )
     return h.hexdigest()
 
 

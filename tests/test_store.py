@@ -64,8 +64,7 @@ def test_killed_process_leaves_failed_row(tmp_path):
             print(rec["id"], flush=True)
             time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            cwd=os.getcwd())  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
     run_id = int(proc.stdout.readline())
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -108,3 +107,20 @@ def test_claim_skips_done_and_takes_over_dead(tmp_path):
     rid2 = store.list_runs()[0]["id"]
     store.finish(rid2, {}, 0.0)
     assert store.claim("k", {}) is None
+
+
+def test_artifact_round_trip_keeps_its_meta_and_refuses_half_written(tmp_path):
+    store = RunStore(tmp_path)
+    assert store.load_artifact("a") is None
+    scores = {"w": torch.randn(3, 4), "live": torch.tensor([True, False])}
+    store.save_artifact("a", scores, {"seconds": 1.25})
+    tensors, meta = store.load_artifact("a")
+    assert meta == {"seconds": 1.25} and torch.equal(tensors["w"], scores["w"])
+    assert tensors["live"].dtype == torch.bool and torch.equal(tensors["live"], scores["live"])
+    (store.checkpoints / "a.json").unlink()  # a checkpoint without its sidecar is not an artifact
+    assert store.load_artifact("a") is None
+    store.save_artifact("b", scores, {"seconds": 2.0})
+    (store.checkpoints / "b.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not valid JSON"):
+        store.load_artifact("b")
+    assert not [p for p in os.listdir(store.checkpoints) if p.endswith(".tmp")]

@@ -1,9 +1,13 @@
 """Run and sweep configs: defaults and validation at the edge.
 
 `normalize(config)` returns a complete config (defaults filled in) or raises ConfigError
-naming the first bad field and the allowed values. Checks that need the data (a class index
-out of range, a forget set larger than the data) happen when the scenario is built, still
-before anything is trained or stored.
+naming the first bad field and the allowed values. Allowed names and options come from the
+registries (core.data.DATASETS, core.models.MODELS, core.scenarios.SCENARIOS,
+core.curvature.ESTIMATORS, core.selection.STRATEGIES, core.unlearning.METHODS): adding an entry
+there needs no edit here. Without `unlearning.method` the scenario's default method is written
+into the normalized config. Checks that need the data (a class index out of range, an empty
+retain set) happen when the scenario is built (`check_feasible`), still before anything is
+trained or stored.
 """
 
 from __future__ import annotations
@@ -16,13 +20,7 @@ from typing import Any
 
 from core.errors import ConfigError
 
-DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "npz")
-MODELS = ("mlp", "cnn", "resnet18")
-SCENARIOS = ("backdoor", "label_flip", "random_samples", "class", "indices")
-CURVATURE_METHODS = ("exact", "ggn", "hutchinson", "fisher", "empirical_fisher")
 CURVATURE_DATA = ("full", "retain", "forget", "corrected")
-STRATEGIES = ("saps", "random", "magnitude", "gradient", "fisher", "last_layer", "all")
-METHODS = ("first_order", "second_order", "iterative", "finetune", "neggrad", "ssd", "retrain")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 DEFAULTS: dict[str, Any] = {
@@ -41,17 +39,30 @@ DEFAULTS: dict[str, Any] = {
         {"name": "random", "fraction": 0.02},
         {"name": "all"},
     ],
-    # iterative: the only method that removes most of a backdoor in a few masked steps (PAPER.md,
-    # benchmarks/results/saps_claims.md). 10 full-batch Adam steps on D_f ∪ D̃_f plus one fixed
-    # retain batch, lr "auto" guarded on a validation split of D_r: ~0.7 removal at 2 % of the
-    # parameters in ~5 % of the retraining time on digits (20 steps took ~15 % for similar removal)
-    "unlearning": {"method": "iterative", "steps": 10, "lr": "auto"},
+    # "method" defaults to the scenario's (core.scenarios.SCENARIOS[kind].default_method); every
+    # other key to the method's own defaults (core.unlearning.METHODS[method].defaults)
+    "unlearning": {},
     "retrain": True,
     "metrics": {"mia": True, "relearn": True},
 }
 SWEEP_KEYS = ("seeds", "fractions", "methods")
-STRATEGY_KEYS = {"name", "fraction", "largest", "per_layer", "include_zero", "signed",
-                 "threshold", "quantile"}  # fmt: skip
+
+
+def _registry(name: str) -> dict:
+    """A registry's entries by name, imported on use (the registries import torch)."""
+    if name == "datasets":
+        from core.data import DATASETS as reg
+    elif name == "models":
+        from core.models import MODELS as reg
+    elif name == "scenarios":
+        from core.scenarios import SCENARIOS as reg
+    elif name == "estimators":
+        from core.curvature import ESTIMATORS as reg
+    elif name == "strategies":
+        from core.selection import STRATEGIES as reg
+    else:
+        from core.unlearning import METHODS as reg
+    return reg
 
 
 def _is_int(v: Any) -> bool:
@@ -81,13 +92,6 @@ def _pos_num(value: Any, field: str) -> float:
     return float(value)
 
 
-def check_fraction(value: Any, field: str = "fraction") -> float:
-    """A budget fraction in (0, 1]."""
-    if not _is_num(value) or not 0 < value <= 1:
-        raise ConfigError(field, f"must be a number in (0, 1], got {value!r}")
-    return float(value)
-
-
 def _dict(value: Any, field: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(field, f"must be an object, got {type(value).__name__}")
@@ -105,16 +109,22 @@ def _merge_section(cfg: dict, name: str, allowed: set[str] | None = None) -> dic
 
 
 def normalize_strategy(s: Any, field: str) -> dict:
+    """One `strategies[i]` entry: a name or a dict. Keys: name, the budget keys
+    (core.selection.BUDGET_KEYS) and the strategy's own options, whose defaults are filled in."""
+    from core.selection import BUDGET_KEYS, check_fraction
+
     if isinstance(s, str):
         s = {"name": s}
     s = dict(_dict(s, field))
+    strategies = _registry("strategies")
+    entry = strategies[_choice(s.get("name"), tuple(strategies), f"{field}.name")]
+    allowed = {"name"} | set(BUDGET_KEYS) | set(entry.options)
     for k in s:
-        if k not in STRATEGY_KEYS:
-            raise ConfigError(f"{field}.{k}", f"unknown key; allowed: {sorted(STRATEGY_KEYS)}")
-    _choice(s.get("name"), STRATEGIES, f"{field}.name")
+        if k not in allowed:
+            raise ConfigError(f"{field}.{k}", f"unknown key for {entry.name!r}; allowed: {sorted(allowed)}")
     if s.get("fraction") is not None:
         s["fraction"] = check_fraction(s["fraction"], f"{field}.fraction")
-    for flag in ("largest", "per_layer", "include_zero", "signed"):
+    for flag in ("largest", "per_layer", "include_zero"):
         if flag in s and not isinstance(s[flag], bool):
             raise ConfigError(f"{field}.{flag}", f"must be true or false, got {s[flag]!r}")
     if s.get("quantile") is not None:
@@ -123,20 +133,75 @@ def normalize_strategy(s: Any, field: str) -> dict:
             raise ConfigError(f"{field}.quantile", f"must be a number in [0, 1), got {q!r}")
     if s.get("threshold") is not None and not _is_num(s["threshold"]):
         raise ConfigError(f"{field}.threshold", f"must be a number, got {s['threshold']!r}")
+    for k, default in entry.options.items():
+        if k in s:
+            _like(s[k], default, f"{field}.{k}")
+        else:
+            s[k] = default
     s.setdefault("largest", True)
     return s
 
 
-def normalize_unlearning(u: dict) -> dict:
-    """The "unlearning" section: method and step budget here, every other hyper-parameter by
-    the method registry that owns it (core.unlearning.check_hparams)."""
+def _like(value: Any, default: Any, field: str) -> None:
+    """An option value of the same kind as its default (bool, number or string)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(field, f"must be true or false, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if not _is_num(value):
+            raise ConfigError(field, f"must be a number, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(field, f"must be a string, got {value!r}")
+
+
+def normalize_unlearning(u: dict, scenario: dict, *, strict: bool = True) -> dict:
+    """The "unlearning" section: the method (default: the scenario's), refused when it needs
+    D̃_f on a removal scenario; every other key checked by the method registry
+    (core.unlearning.check_hparams) against that method's options (`strict=False`, for a
+    sweep's section shared by several methods: against any method's)."""
     from core.unlearning import check_hparams
 
     u = dict(u)
-    _choice(u.get("method"), METHODS, "unlearning.method")
-    u["steps"] = _pos_int(u.get("steps"), "unlearning.steps", maximum=100_000)
-    check_hparams(u)
+    if u.get("method") is None:
+        u["method"] = _registry("scenarios")[scenario["kind"]].default_method(_params(scenario))
+    check_method(u["method"], scenario, "unlearning.method")
+    check_hparams(u, method=u["method"] if strict else None)
     return u
+
+
+def check_method(method: Any, scenario: dict, field: str) -> str:
+    """A method name from core.unlearning.METHODS that can run on `scenario`; ConfigError
+    naming `field` otherwise (retired names say what replaced them)."""
+    from core.unlearning import get_method
+
+    entry = get_method(method, field)
+    if entry.needs_correction and _registry("scenarios")[scenario["kind"]].is_removal(_params(scenario)):
+        usable = [n for n, m in _registry("methods").items() if not m.needs_correction]
+        raise ConfigError(
+            field,
+            f"{method!r} needs corrected samples D̃_f, which a removal scenario "
+            f"({scenario['kind']!r}) does not have; choose one of {usable}",
+        )
+    return entry.name
+
+
+def normalize_scenario(sc: dict) -> dict:
+    """The "scenario" section: a known kind and only that kind's options (values are checked
+    against the data when the scenario is built); `seed`, when given, an integer."""
+    scenarios = _registry("scenarios")
+    entry = scenarios[_choice(sc.get("kind"), tuple(scenarios), "scenario.kind")]
+    for k in sc:
+        if k != "kind" and k not in entry.options:
+            raise ConfigError(
+                f"scenario.{k}", f"not a parameter of {entry.name!r}; allowed: {sorted(entry.options)}"
+            )
+    if sc.get("seed") is not None:
+        _pos_int(sc["seed"], "scenario.seed", minimum=0, maximum=2**31 - 1)
+    return sc
+
+
+def _params(scenario: dict) -> dict:
+    return {k: v for k, v in scenario.items() if k != "kind"}
 
 
 def normalize(config: Any, *, sweep: bool = False) -> dict:
@@ -148,7 +213,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
             hint = " (sweep keys belong in a sweep config)" if k in SWEEP_KEYS else ""
             raise ConfigError(k, f"unknown key{hint}; allowed: {sorted(allowed)}")
     out: dict[str, Any] = {}
-    out["dataset"] = _choice(cfg.get("dataset", DEFAULTS["dataset"]), DATASETS, "dataset")
+    out["dataset"] = _choice(cfg.get("dataset", DEFAULTS["dataset"]), tuple(_registry("datasets")), "dataset")
     root = cfg.get("root")
     if root is not None and not isinstance(root, str):
         raise ConfigError("root", f"must be a folder or file path (string), got {root!r}")
@@ -156,7 +221,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
     for k in ("train_size", "test_size"):
         v = cfg.get(k)
         out[k] = None if v is None else _pos_int(v, k)
-    out["model"] = _choice(cfg.get("model", DEFAULTS["model"]), MODELS, "model")
+    out["model"] = _choice(cfg.get("model", DEFAULTS["model"]), tuple(_registry("models")), "model")
     out["seed"] = _pos_int(cfg.get("seed", 0), "seed", minimum=0, maximum=2**31 - 1)
     out["device"] = cfg.get("device", "auto")
     if not isinstance(out["device"], str) or out["device"].split(":")[0] not in DEVICES:
@@ -167,8 +232,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
         sc.setdefault("kind", "backdoor")
     else:
         sc = dict(DEFAULTS["scenario"])
-    _choice(sc["kind"], SCENARIOS, "scenario.kind")
-    out["scenario"] = sc
+    out["scenario"] = normalize_scenario(sc)
 
     tr = _merge_section(cfg, "train", set(DEFAULTS["train"]))
     tr["epochs"] = _pos_int(tr["epochs"], "train.epochs", maximum=10_000)
@@ -180,8 +244,14 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
     out["train"] = tr
 
     cv = _merge_section(cfg, "curvature", set(DEFAULTS["curvature"]))
-    _choice(cv["method"], CURVATURE_METHODS, "curvature.method")
+    _choice(cv["method"], tuple(_registry("estimators")), "curvature.method")
     _choice(cv["data"], CURVATURE_DATA, "curvature.data")
+    if cv["data"] == "corrected" and _registry("scenarios")[sc["kind"]].is_removal(_params(sc)):
+        raise ConfigError(
+            "curvature.data",
+            f"'corrected' (D̃_f) is empty for the removal scenario {sc['kind']!r}; "
+            "choose 'full', 'retain' or 'forget'",
+        )
     cv["batch_size"] = _pos_int(cv["batch_size"], "curvature.batch_size", maximum=1_000_000)
     cv["probes"] = _pos_int(cv["probes"], "curvature.probes", maximum=100_000)
     out["curvature"] = cv
@@ -192,7 +262,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
     out["strategies"] = [normalize_strategy(s, f"strategies[{i}]") for i, s in enumerate(strategies)]
 
     out["unlearning"] = normalize_unlearning(
-        {**DEFAULTS["unlearning"], **_dict(cfg.get("unlearning", {}), "unlearning")}
+        {**DEFAULTS["unlearning"], **_dict(cfg.get("unlearning", {}), "unlearning")}, sc, strict=not sweep
     )
     if not isinstance(cfg.get("retrain", True), bool):
         raise ConfigError("retrain", f"must be true or false, got {cfg['retrain']!r}")
@@ -210,15 +280,56 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
             _pos_int(s, f"seeds[{i}]", minimum=0, maximum=2**31 - 1)
         fr = cfg.get("fractions")
         if fr is not None:
+            from core.selection import check_fraction
+
             if not isinstance(fr, list) or not fr:
                 raise ConfigError("fractions", "must be a non-empty list of numbers in (0, 1]")
             fr = [check_fraction(f, f"fractions[{i}]") for i, f in enumerate(fr)]
         out["fractions"] = fr
         me = cfg.get("methods", [out["unlearning"]["method"]])
         if not isinstance(me, list) or not me:
-            raise ConfigError("methods", f"must be a non-empty list of {list(METHODS)}")
-        out["methods"] = [_choice(m, METHODS, f"methods[{i}]") for i, m in enumerate(me)]
+            raise ConfigError("methods", f"must be a non-empty list of {list(_registry('methods'))}")
+        out["methods"] = [check_method(m, sc, f"methods[{i}]") for i, m in enumerate(me)]
     return out
+
+
+def check_feasible(cfg: dict, forget_set: Any) -> None:
+    """Checks that need the built scenario (core.scenarios.ForgetSet) of a normalized config,
+    before anything is trained: a method that needs D_r (and, with lr "auto", its validation
+    split) gets at least 2 retain samples; `curvature.data` is not empty. ConfigError naming the
+    field that made the set empty (e.g. "scenario.fraction")."""
+    n_retain = len(forget_set.retain_idx)
+    size_field = _size_field(cfg["scenario"])
+    methods = cfg.get("methods") or [cfg["unlearning"]["method"]]
+    for method in methods:
+        entry = _registry("methods")[method]
+        guarded = (
+            "val_fraction" in entry.defaults
+            and cfg["unlearning"].get("lr", entry.defaults.get("lr")) == "auto"
+        )
+        if (entry.needs_retain or guarded) and n_retain < 2:
+            why = "a retain set D_r" if entry.needs_retain else "a validation split of D_r for lr 'auto'"
+            raise ConfigError(
+                size_field,
+                f"leaves {n_retain} retain sample(s), but {method!r} needs {why} "
+                "(at least 2 samples); forget fewer samples",
+            )
+    data = cfg["curvature"]["data"]
+    sizes = {
+        "retain": n_retain,
+        "forget": len(forget_set.forget_idx),
+        "corrected": len(forget_set.corrected_y),
+    }
+    if cfg["strategies"] and sizes.get(data, 1) == 0:
+        raise ConfigError("curvature.data", f"{data!r} is empty for this scenario; use 'full'")
+
+
+def _size_field(scenario: dict) -> str:
+    """The scenario field that decides how many samples D_f holds."""
+    for key in ("fraction", "indices", "class"):
+        if scenario.get(key) is not None:
+            return f"scenario.{key}"
+    return "scenario.size"
 
 
 def load_file(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""Data sets as tensors: `load(name, root=None)` -> Dataset.
+"""Data sets as tensors: `load(name, root=None)` -> Dataset; registry `DATASETS`.
 
 Images are N×C×H×W float32 scaled to [0, 1] (so a trigger of value 1.0 is the brightest
 pixel); labels are int64. Nothing is downloaded: `digits` ships with scikit-learn,
@@ -29,13 +29,18 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
-CIFAR_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+CIFAR_CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
 MAX_NPZ_BYTES = 512 * 2**20
 
 
@@ -121,8 +126,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
-        raise DataError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, "
-                        f"found {body.size} (truncated file?)")  # fmt: skip
+        raise DataError(
+            f"{path}: expected {int(np.prod(dims))} values for shape {dims}, "
+            f"found {body.size} (truncated file?)"
+        )
     return body.reshape(dims)
 
 
@@ -177,22 +184,32 @@ def _fashion_mnist(root: str | None, seed: int = 0) -> Dataset:
 def _mnist(root: str | None, seed: int = 0) -> Dataset:
     dirs = _root_dirs(root) + ([Path(root) / "raw"] if root else [])
     if root is None:
-        raise DataError("mnist: no root folder given. Point `root` to a folder holding "
-                        "train-images-idx3-ubyte(.gz) and the other three IDX files.")  # fmt: skip
-    return _idx_dataset("mnist", dirs, [str(i) for i in range(10)],
-                        "Copy the four MNIST IDX files there (nothing is downloaded).")  # fmt: skip
+        raise DataError(
+            "mnist: no root folder given. Point `root` to a folder holding "
+            "train-images-idx3-ubyte(.gz) and the other three IDX files."
+        )
+    return _idx_dataset(
+        "mnist",
+        dirs,
+        [str(i) for i in range(10)],
+        "Copy the four MNIST IDX files there (nothing is downloaded).",
+    )
 
 
 def _cifar10(root: str | None, seed: int = 0) -> Dataset:
     if root is None:
-        raise DataError("cifar10: no root folder given. Point `root` to the folder "
-                        "`cifar-10-batches-py` (or its parent) from the python version.")  # fmt: skip
+        raise DataError(
+            "cifar10: no root folder given. Point `root` to the folder "
+            "`cifar-10-batches-py` (or its parent) from the python version."
+        )
     base = Path(root).expanduser()
     dirs = [base, base / "cifar-10-batches-py"]
     folder = next((d for d in dirs if (d / "data_batch_1").is_file()), None)
     if folder is None:
-        raise DataError(f"cifar10: data_batch_1 not found — searched {', '.join(map(str, dirs))}. "
-                        "Unpack cifar-10-python.tar.gz there (nothing is downloaded).")  # fmt: skip
+        raise DataError(
+            f"cifar10: data_batch_1 not found — searched {', '.join(map(str, dirs))}. "
+            "Unpack cifar-10-python.tar.gz there (nothing is downloaded)."
+        )
 
     def read(name: str) -> tuple[np.ndarray, np.ndarray]:
         path = folder / name
@@ -234,38 +251,48 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str = "npz") -> None:
     """Check x_train, y_train, x_test, y_test: presence, shapes, dtypes, label range."""
     for key in ("x_train", "y_train", "x_test", "y_test"):
         if key not in arrays:
-            raise DataError(f"{source}: array {key!r} is missing; expected x_train, y_train, "
-                            f"x_test, y_test (found {sorted(arrays)})")  # fmt: skip
+            raise DataError(
+                f"{source}: array {key!r} is missing; expected x_train, y_train, "
+                f"x_test, y_test (found {sorted(arrays)})"
+            )
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
-            raise DataError(f"{source}: x_{split} must be numeric images N×H×W or N×C×H×W, "
-                            f"got dtype {x.dtype} shape {x.shape}")  # fmt: skip
+            raise DataError(
+                f"{source}: x_{split} must be numeric images N×H×W or N×C×H×W, "
+                f"got dtype {x.dtype} shape {x.shape}"
+            )
         if x.ndim == 4 and x.shape[1] not in (1, 3):
-            raise DataError(f"{source}: x_{split} has {x.shape[1]} channels; expected 1 or 3 "
-                            "(N×C×H×W, channels first)")  # fmt: skip
+            raise DataError(
+                f"{source}: x_{split} has {x.shape[1]} channels; expected 1 or 3 (N×C×H×W, channels first)"
+            )
         if min(x.shape[-2:]) < 4 or len(x) == 0:
-            raise DataError(f"{source}: x_{split} images must be at least 4×4 and non-empty, "
-                            f"got shape {x.shape}")  # fmt: skip
+            raise DataError(
+                f"{source}: x_{split} images must be at least 4×4 and non-empty, got shape {x.shape}"
+            )
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(f"{source}: y_{split} must be a 1-D integer array, got dtype "
-                            f"{y.dtype} shape {y.shape}")  # fmt: skip
+            raise DataError(
+                f"{source}: y_{split} must be a 1-D integer array, got dtype {y.dtype} shape {y.shape}"
+            )
         if len(y) != len(x):
-            raise DataError(f"{source}: x_{split} has {len(x)} images but y_{split} has "
-                            f"{len(y)} labels")  # fmt: skip
+            raise DataError(f"{source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
         if y.min() < 0:
             raise DataError(f"{source}: y_{split} has negative labels (min {y.min()})")
         if not np.isfinite(x).all():
             raise DataError(f"{source}: x_{split} contains NaN or infinite values")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
-                        f"images {arrays['x_test'].shape[1:]} differ in shape")  # fmt: skip
+        raise DataError(
+            f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
+            f"images {arrays['x_test'].shape[1:]} differ in shape"
+        )
     n_classes = int(arrays["y_train"].max()) + 1
     if n_classes < 2:
         raise DataError(f"{source}: y_train must hold at least 2 classes")
     if arrays["y_test"].max() >= n_classes:
-        raise DataError(f"{source}: y_test has label {int(arrays['y_test'].max())} not seen in "
-                        f"y_train (classes 0..{n_classes - 1})")  # fmt: skip
+        raise DataError(
+            f"{source}: y_test has label {int(arrays['y_test'].max())} not seen in "
+            f"y_train (classes 0..{n_classes - 1})"
+        )
 
 
 def from_arrays(arrays: dict[str, np.ndarray], name: str = "npz") -> Dataset:
@@ -284,8 +311,9 @@ def from_arrays(arrays: dict[str, np.ndarray], name: str = "npz") -> Dataset:
 def load_npz(path: str | os.PathLike | None) -> Dataset:
     """A user's .npz with x_train, y_train, x_test, y_test (never unpickled)."""
     if path is None:
-        raise DataError("npz: no file given; set `root` to the path of a .npz file with "
-                        "x_train, y_train, x_test, y_test")  # fmt: skip
+        raise DataError(
+            "npz: no file given; set `root` to the path of a .npz file with x_train, y_train, x_test, y_test"
+        )
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"npz: file {path} not found")
@@ -301,21 +329,34 @@ def load_npz(path: str | os.PathLike | None) -> Dataset:
     return from_arrays(arrays, "npz")
 
 
-LOADERS: dict[str, Callable[..., Dataset]] = {
-    "digits": _digits,
-    "fashion-mnist": _fashion_mnist,
-    "mnist": _mnist,
-    "cifar10": _cifar10,
-    "npz": lambda root, seed=0: load_npz(root),
+@dataclass(frozen=True)
+class Source:
+    """A registry entry: `loader(root, seed) -> Dataset`; `needs_root`: only with a user path."""
+
+    name: str
+    label: str
+    loader: Callable[..., Dataset]
+    needs_root: bool
+
+
+DATASETS: dict[str, Source] = {
+    d.name: d
+    for d in (
+        Source("digits", "Digits (8×8, scikit-learn)", _digits, needs_root=False),
+        Source("fashion-mnist", "Fashion-MNIST (28×28)", _fashion_mnist, needs_root=False),
+        Source("mnist", "MNIST (28×28, local files)", _mnist, needs_root=True),
+        Source("cifar10", "CIFAR-10 (32×32×3, local files)", _cifar10, needs_root=True),
+        Source("npz", "Your .npz file", lambda root, seed=0: load_npz(root), needs_root=True),
+    )
 }
 
 
 def load(name: str = "digits", root: str | None = None, *, seed: int = 0) -> Dataset:
-    """Load data set `name` (digits, fashion-mnist, mnist, cifar10, npz) from `root`.
+    """Load data set `name` (a key of DATASETS) from `root`.
 
     `seed` fixes the digits train/test split (stratified, 25 % test); file-based data sets
     come with their own split.
     """
-    if name not in LOADERS:
-        raise ConfigError("dataset", f"unknown dataset {name!r}; choose one of {sorted(LOADERS)}")
-    return LOADERS[name](root, seed=seed) if name != "npz" else LOADERS[name](root)
+    if name not in DATASETS:
+        raise ConfigError("dataset", f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
+    return DATASETS[name].loader(root, seed=seed)

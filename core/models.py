@@ -1,4 +1,5 @@
-"""Model registry: `build(name, dataset)` -> nn.Module sized for the dataset's images.
+"""Model registry `MODELS` (name, label, description, build); `build(name, dataset)` -> nn.Module
+sized for the dataset's images.
 
 Every model maps N×C×H×W float32 images to N×K logits (K = number of classes).
 Parameter names are readable (`conv1.weight`, `fc2.bias`, ...) because masks, scores and
@@ -14,6 +15,7 @@ Run `python -m core models` for the exact counts on every bundled dataset.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -120,16 +122,23 @@ def _resnet18(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     return ResNet18(shape[0], n_classes)
 
 
-MODELS: dict[str, Callable[[tuple[int, int, int], int], nn.Module]] = {
-    "mlp": _mlp,
-    "cnn": _cnn,
-    "resnet18": _resnet18,
-}
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry: `build(shape (C, H, W), n_classes) -> nn.Module`."""
 
-DESCRIPTIONS = {
-    "mlp": "two hidden ReLU layers (128, 64)",
-    "cnn": "2× (conv3×3 + ReLU + max-pool) + dense 64 + classifier",
-    "resnet18": "ResNet-18 small-image variant with BatchNorm",
+    name: str
+    label: str
+    description: str
+    build: Callable[[tuple[int, int, int], int], nn.Module]
+
+
+MODELS: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("mlp", "MLP", "two hidden ReLU layers (128, 64)", _mlp),
+        Architecture("cnn", "CNN", "2× (conv3×3 + ReLU + max-pool) + dense 64 + classifier", _cnn),
+        Architecture("resnet18", "ResNet-18", "ResNet-18 small-image variant with BatchNorm", _resnet18),
+    )
 }
 
 
@@ -140,11 +149,12 @@ def build(name: str, dataset: Any, *, seed: int | None = None) -> nn.Module:
     """
     if name not in MODELS:
         raise ConfigError("model", f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    make = MODELS[name].build
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return MODELS[name](tuple(dataset.shape), len(dataset.classes))
-    return MODELS[name](tuple(dataset.shape), len(dataset.classes))
+            return make(tuple(dataset.shape), len(dataset.classes))
+    return make(tuple(dataset.shape), len(dataset.classes))
 
 
 def count_parameters(model: nn.Module) -> int:

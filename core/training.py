@@ -50,8 +50,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise ConfigError("device", f"unknown device {device!r}; choose auto, cpu, cuda or mps")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device", "'cuda' requested but CUDA is not available on this machine; "
-                          "use 'auto' or 'cpu'")  # fmt: skip
+        raise ConfigError(
+            "device", "'cuda' requested but CUDA is not available on this machine; use 'auto' or 'cpu'"
+        )
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("device", "'mps' requested but MPS is not available; use 'auto' or 'cpu'")
     return torch.device(device)
@@ -112,8 +113,9 @@ def train(
         if not math.isfinite(mean_loss):
             raise NumericalError(f"training loss became {mean_loss} in epoch {epoch}; lower train.lr")
         acc = float(correct) / n
-        history.epochs.append({"epoch": epoch, "loss": mean_loss, "accuracy": acc,
-                               "seconds": time.perf_counter() - start})  # fmt: skip
+        history.epochs.append(
+            {"epoch": epoch, "loss": mean_loss, "accuracy": acc, "seconds": time.perf_counter() - start}
+        )
         if progress is not None:
             progress(epoch, epochs, mean_loss, acc)
     model.eval()

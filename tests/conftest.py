@@ -43,9 +43,16 @@ SMALL_TRAIN = {"epochs": 30, "lr": 0.003, "batch_size": 64}
 
 def small_config(**overrides):
     """The digits backdoor demo config without strategies (fast)."""
-    cfg = {"dataset": "digits", "model": "cnn", "seed": 0, "device": "cpu",
-           "scenario": {"kind": "backdoor", "size": 60, "target": 0},
-           "train": dict(SMALL_TRAIN), "strategies": [], "retrain": True,
-           "metrics": {"mia": False, "relearn": False}}  # fmt: skip
+    cfg = {
+        "dataset": "digits",
+        "model": "cnn",
+        "seed": 0,
+        "device": "cpu",
+        "scenario": {"kind": "backdoor", "size": 60, "target": 0},
+        "train": dict(SMALL_TRAIN),
+        "strategies": [],
+        "retrain": True,
+        "metrics": {"mia": False, "relearn": False},
+    }
     cfg.update(overrides)
     return cfg

@@ -79,8 +79,10 @@ def _write_cifar(folder, n=6):
     rng = np.random.default_rng(0)
     written = {}
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, n).tolist()}  # fmt: skip
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, n).tolist(),
+        }
         written[name] = batch
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f)
@@ -118,8 +120,12 @@ def test_cifar_missing(tmp_path):
 
 def test_npz_round_trip_and_validation(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.random((20, 10, 10)).astype(np.float32), "y_train": np.arange(20) % 3,
-              "x_test": rng.random((6, 10, 10)).astype(np.float32), "y_test": np.arange(6) % 3}  # fmt: skip
+    arrays = {
+        "x_train": rng.random((20, 10, 10)).astype(np.float32),
+        "y_train": np.arange(20) % 3,
+        "x_test": rng.random((6, 10, 10)).astype(np.float32),
+        "y_test": np.arange(6) % 3,
+    }
     path = tmp_path / "mine.npz"
     np.savez(path, **arrays)
     ds = data.load("npz", str(path))
@@ -152,3 +158,11 @@ def test_subset_is_seeded(digits):
     b = digits.subset(100, 50, seed=0)
     assert len(a.y_train) == 100 and len(a.y_test) == 50
     assert torch.equal(a.x_train, b.x_train)
+
+
+def test_registry_entries():
+    assert set(data.DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "npz"}
+    assert {n for n, d in data.DATASETS.items() if d.needs_root} == {"mnist", "cifar10", "npz"}
+    assert all(d.name == n and d.label for n, d in data.DATASETS.items())
+    with pytest.raises(ConfigError, match="dataset"):
+        data.load("imagenet")

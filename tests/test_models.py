@@ -45,12 +45,21 @@ def test_unknown_model():
 
 @pytest.mark.parametrize(
     "name, shape, count",
-    [("mlp", (3, 32, 32), 3072 * 128 + 128 + 128 * 64 + 64 + 650),
-     ("cnn", (1, 28, 28), 160 + 4640 + (32 * 7 * 7) * 64 + 64 + 650),
-     ("cnn", (3, 32, 32), (3 * 16 * 9 + 16) + 4640 + (32 * 8 * 8) * 64 + 64 + 650),
-     ("resnet18", (3, 32, 32), 11_173_962)],
-)  # fmt: skip
+    [
+        ("mlp", (3, 32, 32), 3072 * 128 + 128 + 128 * 64 + 64 + 650),
+        ("cnn", (1, 28, 28), 160 + 4640 + (32 * 7 * 7) * 64 + 64 + 650),
+        ("cnn", (3, 32, 32), (3 * 16 * 9 + 16) + 4640 + (32 * 8 * 8) * 64 + 64 + 650),
+        ("resnet18", (3, 32, 32), 11_173_962),
+    ],
+)
 def test_documented_parameter_counts(name, shape, count):
     model = models.build(name, _ds(shape))
     assert models.count_parameters(model) == count
     assert f"{count:,}" in models.__doc__
+
+
+def test_registry_entries_build_their_model():
+    for name, entry in models.MODELS.items():
+        assert entry.name == name and entry.label and entry.description
+        model = models.build(name, _ds((1, 8, 8)), seed=0)
+        assert type(model) is type(entry.build((1, 8, 8), 10))

@@ -26,8 +26,17 @@ def test_same_seed_same_weights(digits):
 def test_progress_callback_and_history(digits):
     calls = []
     m = models.build("mlp", digits, seed=0)
-    hist = training.train(m, digits.x_train, digits.y_train, epochs=3, lr=1e-3, batch_size=64,
-                          seed=0, device="cpu", progress=lambda *a: calls.append(a))  # fmt: skip
+    hist = training.train(
+        m,
+        digits.x_train,
+        digits.y_train,
+        epochs=3,
+        lr=1e-3,
+        batch_size=64,
+        seed=0,
+        device="cpu",
+        progress=lambda *a: calls.append(a),
+    )
     assert [c[0] for c in calls] == [1, 2, 3] and all(c[1] == 3 for c in calls)
     assert len(hist.epochs) == 3 and hist.epochs[-1]["loss"] < hist.epochs[0]["loss"]
 

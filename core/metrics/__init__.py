@@ -87,11 +87,9 @@ OPTIONS = {
 """Options `evaluate` accepts besides its keywords, with their defaults."""
 
 
-def _logits_of(
-    model: nn.Module, x: torch.Tensor, reuse: tuple[torch.Tensor, torch.Tensor] | None
-) -> torch.Tensor:
-    """The model's logits on x, reusing (inputs, logits) already computed when x is the same tensor content."""
-    if reuse is not None and reuse[0].shape == x.shape and torch.equal(reuse[0], x):
+def _logits_of(model: nn.Module, x: torch.Tensor, reuse: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The model's logits on x, or reuse[1] when x equals the inputs reuse[0] (a label flip's D̃_f)."""
+    if reuse[0].shape == x.shape and torch.equal(reuse[0], x):
         return reuse[1]
     return predict(model, x)
 
@@ -146,20 +144,18 @@ def evaluate(
         notes["poison_fit_auc"] = "removal scenario: D_f carries no poison"
     elif forget_logits is not None:
         out["poison_fit_auc"] = poison_fit_auc(forget_logits, y_f, test_logits, dataset.y_test, seed=seed)
-    if mia:
-        if forget_set.is_removal:
-            members = (forget_logits, y_f) if forget_logits is not None else None
-        else:
-            members = (
-                _logits_of(model, x_c, (x_f, forget_logits) if forget_logits is not None else None),
-                y_c,
-            )
-        if members is None:
-            notes.update(dict.fromkeys(MIA_KEYS[:-1], "empty forget set"))
-        else:
-            res = membership_inference(*members, test_logits, dataset.y_test, seed=seed)
-            notes.update(res.pop("notes"))
-            out.update(res)
+    if mia and forget_logits is None:
+        notes.update(dict.fromkeys(MIA_KEYS[:-1], "empty forget set"))
+    elif mia:
+        # members: D_f for a removal; D̃_f (what the retrained model saw) for backdoor / label flip
+        members = (
+            (forget_logits, y_f)
+            if forget_set.is_removal
+            else (_logits_of(model, x_c, (x_f, forget_logits)), y_c)
+        )
+        res = membership_inference(*members, test_logits, dataset.y_test, seed=seed)
+        notes.update(res.pop("notes"))
+        out.update(res)
     else:
         notes.update(dict.fromkeys(MIA_KEYS, "membership attacks not run (metrics.mia false)"))
     if relearn:

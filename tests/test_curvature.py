@@ -12,6 +12,8 @@ from torch import nn
 from torch.func import functional_call
 
 from core import curvature, models
+from core.curvature.autodiff import functional_sum
+from core.curvature.factors import factor_sum
 from core.errors import ConfigError
 
 
@@ -142,8 +144,8 @@ def test_ggn_differs_from_hessian_for_tanh():
 
 def test_ggn_functional_fallback_matches_factor_path():
     model, x, y = make("residual_bn")
-    factor = curvature._factor_sum(model.eval(), x, y, "ggn", None, 0, None, 64)
-    functional = curvature._functional_sum(model, x, y, "ggn", 4, 0, None, 64)
+    factor = factor_sum(model.eval(), x, y, "ggn", None, 0, None, 64)
+    functional = functional_sum(model, x, y, "ggn", 4, 0, None, 64)
     assert rel_err(functional, factor) <= 1e-10
 
 
@@ -263,10 +265,17 @@ def test_exact_agrees_with_backpack_diag_hessian():
 
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 5),
-    ).double()  # fmt: skip
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16, 8),
+        nn.ReLU(),
+        nn.Linear(8, 5),
+    ).double()
     x, y = torch.randn(12, 1, 8, 8, dtype=torch.float64), torch.randint(0, 5, (12,))
     ours = curvature.hessian_diagonal(model, x, y, "exact")
     extended = backpack.extend(model)
@@ -291,3 +300,11 @@ def test_cli_summary_and_score_files(tmp_path):
     assert hist["log10_edges"][0] <= -3 and hist["log10_edges"][-1] >= 1
     write_scores(scores, str(tmp_path / "s.safetensors"))
     assert torch.equal(load_file(str(tmp_path / "s.safetensors"))["w"], scores["w"])
+
+
+def test_estimator_registry_and_the_one_eval_mode_helper():
+    from core import functional
+
+    for name, entry in curvature.ESTIMATORS.items():
+        assert entry.name == name and entry.label and entry.description and callable(entry.fn)
+    assert curvature.eval_mode is functional.eval_mode

@@ -1,0 +1,172 @@
+"""Per-layer factor path (BackPACK-style): Σ_n Σ_k (J_nᵀ v_nk)² for logit-space columns v_nk,
+one forward and one backward pass per chunk, squared per-sample factors combined with einsum."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.curvature.common import (
+    Scores,
+    SharedModule,
+    Unsupported,
+    activation_floats,
+    budget_rows,
+    chunks,
+    count_classes,
+    device_dtype,
+    report,
+)
+from core.functional import trainable
+
+
+def logit_columns(logits: Tensor, targets: Tensor, kind: Any, generator: torch.Generator) -> Tensor:
+    """K×N×C columns v_nk for a chunk; the estimator's sum is Σ_n Σ_k (J_nᵀ v_nk)²."""
+    p = logits.detach().softmax(dim=1)
+    c = p.shape[1]
+    if kind == "ggn":  # columns of S_n = diag(√p) − p √pᵀ, so S_n S_nᵀ = diag(p) − ppᵀ
+        eye = torch.eye(c, dtype=p.dtype, device=p.device)
+        return p.sqrt().T[:, :, None] * (eye[:, None, :] - p[None, :, :])
+    if kind == "empirical_fisher":  # ∂ℓ/∂f = p − e_y
+        return (p - F.one_hot(targets, c).to(p.dtype))[None]
+    samples = kind[1]  # Monte-Carlo Fisher: ŷ ~ Categorical(p), drawn on the CPU for seeding
+    drawn = torch.multinomial(p.cpu().float(), samples, replacement=True, generator=generator)
+    onehot = F.one_hot(drawn.T.to(p.device), c).to(p.dtype)  # K×N×C
+    return (p[None] - onehot) / math.sqrt(samples)  # 1/√K so the squares average over K
+
+
+def n_columns(kind: Any, n_classes: int) -> int:
+    return n_classes if kind == "ggn" else (1 if kind == "empirical_fisher" else kind[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# per-layer factor path (BackPACK-style): one backward pass carries all K columns
+
+
+def _linear_rule(module: nn.Linear, x: Tensor, g: Tensor) -> Scores:
+    """x: N×I layer input, g: K×N×O output gradients. diag_W = Σ_kn g²_kno x²_ni."""
+    if x.dim() == 2:
+        g2 = g.square()
+        out = {"weight": torch.einsum("kno,ni->oi", g2, x.square())}
+        if module.bias is not None:
+            out["bias"] = g2.sum((0, 1))
+        return out
+    x, g = (
+        x.flatten(1, -2),
+        g.flatten(2, -2),
+    )  # extra dims (e.g. sequence) are summed first
+    out = {"weight": torch.einsum("knlo,nli->knoi", g, x).square().sum((0, 1))}
+    if module.bias is not None:
+        out["bias"] = g.sum(2).square().sum((0, 1))
+    return out
+
+
+def _conv2d_rule(module: nn.Conv2d, x: Tensor, g: Tensor) -> Scores:
+    """Per-sample weight gradient J = g_kn (O×L) @ unfold(x_n)ᵀ (L×I·kh·kw); diag = Σ_kn J²."""
+    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
+        raise Unsupported(f"Conv2d with groups/padding={module.padding!r}")
+    k, n = g.shape[:2]
+    g = g.flatten(3)  # K×N×O×L
+    u = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N×I'×L
+    weight = torch.zeros(g.shape[2], u.shape[1], dtype=g.dtype, device=g.device)
+    step = max(1, (1 << 24) // max(1, k * g.shape[2] * u.shape[1]))  # ≤ 64 MB of factors
+    for start in range(0, n, step):  # bounded memory: chunks of samples, not single samples
+        sl = slice(start, start + step)
+        weight += torch.einsum("knol,nil->knoi", g[:, sl], u[sl]).square().sum((0, 1))
+    out = {"weight": weight.reshape(module.weight.shape)}
+    if module.bias is not None:
+        out["bias"] = g.sum(3).square().sum((0, 1))
+    return out
+
+
+def _batchnorm_rule(module: nn.modules.batchnorm._BatchNorm, x: Tensor, g: Tensor) -> Scores:
+    """Eval BatchNorm y = γ x̂ + β (affine per channel): diag_γ = Σ_kn (Σ_l g x̂)², β: (Σ_l g)²."""
+    if module.training or module.running_mean is None:
+        raise Unsupported("BatchNorm using batch statistics")
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    x_hat = (x - module.running_mean.view(shape)) / (module.running_var.view(shape) + module.eps).sqrt()
+    g, x_hat = (
+        g.flatten(3) if g.dim() > 3 else g[..., None],
+        x_hat.flatten(2) if x.dim() > 2 else x_hat[..., None],
+    )
+    out = {}
+    if module.weight is not None:
+        out["weight"] = torch.einsum("kncl,ncl->knc", g, x_hat).square().sum((0, 1))
+    if module.bias is not None:
+        out["bias"] = g.sum(3).square().sum((0, 1))
+    return out
+
+
+# Registry: parameterized module type -> rule turning (input, output gradients) into diag sums.
+FACTOR_RULES: dict[type[nn.Module], Callable[[Any, Tensor, Tensor], Scores]] = {
+    nn.Linear: _linear_rule,
+    nn.Conv2d: _conv2d_rule,
+    nn.BatchNorm1d: _batchnorm_rule,
+    nn.BatchNorm2d: _batchnorm_rule,
+    nn.BatchNorm3d: _batchnorm_rule,
+}
+
+
+def factor_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules owning trainable parameters, all of a type in FACTOR_RULES, else Unsupported."""
+    owners = {}
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if own:
+            if type(module) not in FACTOR_RULES:
+                raise Unsupported(f"{name!r} ({type(module).__name__})")
+            owners[name] = module
+    return owners
+
+
+def factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb) -> Scores:
+    """Σ_n Σ_k (J_nᵀ v_nk)² / N via hooks on Linear/Conv2d/BatchNorm (see module doc).
+
+    One forward pass per chunk records each layer's input and output; one backward pass,
+    vmapped over the K columns (`is_grads_batched`), gives K×N×output gradients per layer.
+    """
+    owners = factor_modules(model)
+    names = {id(m): prefix for prefix, m in owners.items()}
+    device, dtype = device_dtype(model)
+    n_classes = count_classes(model, inputs, device, dtype)
+    k = n_columns(kind, n_classes)
+    if batch_size is None:  # K gradients per recorded activation live at once
+        per_sample = activation_floats(model, inputs[:1].to(device, dtype)) * (k + 1)
+        batch_size = budget_rows(memory_mb, per_sample, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    sums = {n: torch.zeros_like(p) for n, p in trainable(model)}
+    records: list[tuple[nn.Module, Tensor, Tensor]] = []
+
+    def on_forward(module: nn.Module, args: tuple, output: Tensor) -> None:
+        if any(module is seen for seen, _, _ in records):  # parameters used twice: not affine
+            raise SharedModule(f"{names[id(module)]!r} is called more than once")
+        records.append((module, args[0].detach(), output))
+
+    handles = [m.register_forward_hook(on_forward) for m in owners.values()]
+    try:
+        for start, x, y in chunks(inputs, targets, batch_size, device, dtype):
+            records.clear()
+            with torch.enable_grad():
+                logits = model(x)
+            columns = logit_columns(logits, y, kind, generator)  # K×N×C
+            outputs = [output for _, _, output in records]
+            grads = torch.autograd.grad(
+                logits, outputs, grad_outputs=columns, is_grads_batched=True, allow_unused=True
+            )
+            with torch.no_grad():
+                for (module, layer_input, _), g in zip(records, grads):
+                    if g is None:  # layer does not reach the logits
+                        continue
+                    for pname, value in FACTOR_RULES[type(module)](module, layer_input, g).items():
+                        sums[f"{names[id(module)]}.{pname}".lstrip(".")] += value
+            report(progress, start + len(x), len(inputs))
+    finally:
+        records.clear()
+        for h in handles:
+            h.remove()
+    return {n: s / len(inputs) for n, s in sums.items()}

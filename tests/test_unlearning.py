@@ -1,4 +1,5 @@
-"""Masked unlearning against independent computations (hand-made Warnecke step, dense solve)."""
+"""Masked unlearning against independent computations (hand-made Warnecke step, dense solve),
+the method registry, and numbers pinned from before the package split."""
 
 from __future__ import annotations
 
@@ -90,52 +91,70 @@ def _dense_newton(model: nn.Module, fs: ForgetSet, lam: float) -> torch.Tensor:
 def test_second_order_full_mask_on_logistic_regression_matches_dense_solve():
     fs, model = tiny_forget_set(), linear()
     lam = 0.5
-    new, log = unlearning.unlearn(model, full_mask(model), fs, "second_order", lr=1.0, damping=lam,
-                                  cg_iters=100, hessian_samples=None)  # fmt: skip
+    new, log = unlearning.unlearn(
+        model, full_mask(model), fs, "second_order", lr=1.0, damping=lam, cg_iters=100, tol=1e-6
+    )
+    # for a linear model the GGN is the Hessian: the default curvature solves the Newton system
     assert torch.allclose(flat(new), _dense_newton(model, fs, lam), atol=1e-4)
-    assert log["solver"] == "cg"
+    assert log["solver"] == "cg" and log["curvature"] == "ggn" and log["converged"] and log["applied"]
+    assert log["rel_residual"] <= 1e-6 and log["changed"] and log["note"] is None
 
 
 def test_second_order_lissa_approximates_dense_solve():
     fs, model = tiny_forget_set(), linear()
     lam = 2.0
-    new, _ = unlearning.unlearn(model, full_mask(model), fs, "second_order", lr=1.0, damping=lam,
-                                solver="lissa", cg_iters=400, hessian_samples=None)  # fmt: skip
-    assert torch.allclose(flat(new), _dense_newton(model, fs, lam), atol=1e-3)
+    new, log = unlearning.unlearn(
+        model,
+        full_mask(model),
+        fs,
+        "second_order",
+        lr=1.0,
+        damping=lam,
+        solver="lissa",
+        cg_iters=400,
+        tol=1e-2,
+    )
+    expected = _dense_newton(model, fs, lam)
+    assert log["converged"] and torch.allclose(flat(new), expected, atol=1e-3)
 
 
 def test_second_order_diagonal_uses_given_scores():
     fs, model = tiny_forget_set(), linear()
     scores = {n: torch.full(p.shape, 0.25) for n, p in model.named_parameters()}  # mean-loss scale
     lam = 1.0
-    new, _ = unlearning.unlearn(model, full_mask(model), fs, "second_order", lr=1.0, damping=lam,
-                                solver="diagonal", scores=scores)  # fmt: skip
+    new, log = unlearning.unlearn(
+        model, full_mask(model), fs, "second_order", lr=1.0, damping=lam, solver="diagonal", scores=scores
+    )
     params = list(model.parameters())
-    loss = (F.cross_entropy(model(fs.corrected[0]), fs.corrected[1], reduction="sum")
-            - F.cross_entropy(model(fs.forget[0]), fs.forget[1], reduction="sum"))  # fmt: skip
+    corrected = F.cross_entropy(model(fs.corrected[0]), fs.corrected[1], reduction="sum")
+    loss = corrected - F.cross_entropy(model(fs.forget[0]), fs.forget[1], reduction="sum")
     g = torch.autograd.grad(loss, params)
     n = len(fs.y_train)
     expected = torch.cat([(p - gi / (0.25 * n + lam)).detach().flatten() for p, gi in zip(params, g)])
     assert torch.allclose(flat(new), expected, atol=1e-6)
+    assert log["converged"] and log["rel_residual_curvature"] > 0  # the diagonal is not the full system
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), method=st.sampled_from(["first_order", "second_order", "iterative", "ssd"]),
-       density=st.floats(0.05, 0.9))  # fmt: skip
+@given(
+    seed=st.integers(0, 10_000),
+    method=st.sampled_from(["first_order", "second_order", "masked_finetune", "warnecke_iterative", "ssd"]),
+    density=st.floats(0.05, 0.9),
+)
 def test_coordinates_outside_the_mask_never_change(seed, method, density):
     fs, model = tiny_forget_set(seed=seed % 7), small_net(seed % 5)
     g = torch.Generator().manual_seed(seed)
     mask = {n: torch.rand(p.shape, generator=g) < density for n, p in model.named_parameters()}
     if not any(m.any() for m in mask.values()):
         mask["1.weight"][0, 0] = True
-    hp = {"steps": 3} if method == "iterative" else {}
+    hp = {"masked_finetune": {"steps": 3}, "warnecke_iterative": {"rounds": 2}}.get(method, {})
     new, _ = unlearning.unlearn(model, mask, fs, method, seed=seed, **hp)
     for (n, p), q in zip(model.named_parameters(), new.parameters()):
         outside = ~mask[n]
         assert torch.equal(p.detach()[outside], q.detach()[outside]), n  # bit-identical
 
 
-@pytest.mark.parametrize("method", ["iterative", "finetune", "neggrad", "first_order"])
+@pytest.mark.parametrize("method", ["masked_finetune", "finetune", "neggrad", "first_order"])
 def test_multi_step_methods_move_only_the_mask_and_log(method):
     fs, model = tiny_forget_set(), small_net()
     mask = {n: torch.zeros(p.shape, dtype=torch.bool) for n, p in model.named_parameters()}
@@ -146,7 +165,7 @@ def test_multi_step_methods_move_only_the_mask_and_log(method):
     assert log["grad_evals"] > 0 and log["seconds"] >= 0 and log["n_selected"] == 18
 
 
-def test_iterative_fixes_the_flipped_labels_of_a_trained_model():
+def test_masked_finetune_fixes_the_flipped_labels_of_a_trained_model():
     fs = tiny_forget_set(n=60, n_forget=6)
     model = small_net()
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
@@ -156,7 +175,7 @@ def test_iterative_fixes_the_flipped_labels_of_a_trained_model():
         opt.step()
     x_f, y_true = fs.forget_true
     before = float((model(x_f).argmax(1) == y_true).float().mean())
-    new, _ = unlearning.unlearn(model, full_mask(model), fs, "iterative", steps=40, lr=0.01)
+    new, _ = unlearning.unlearn(model, full_mask(model), fs, "masked_finetune", steps=40, lr=0.01)
     after = float((new(x_f).argmax(1) == y_true).float().mean())
     assert after > before
 
@@ -199,7 +218,14 @@ def test_check_hparams_names_the_field():
         unlearning.check_hparams({"optimizer": "rmsprop"})
     with pytest.raises(ConfigError, match="unlearning.damping"):
         unlearning.check_hparams({"damping": 0})
-    unlearning.check_hparams({"method": "iterative", "steps": 3, "lr": "auto", "retain_weight": 0.5})
+    unlearning.check_hparams({"method": "masked_finetune", "steps": 3, "lr": "auto", "retain_weight": 0.5})
+    unlearning.check_hparams({"steps": 3, "damping": 0.5})  # a sweep's section shared by several methods
+    with pytest.raises(ConfigError, match="unlearning.steps.*second_order"):
+        unlearning.check_hparams({"steps": 3}, method="second_order")
+    with pytest.raises(ConfigError, match="unlearning.curvature"):
+        unlearning.check_hparams({"curvature": "fisher"})
+    with pytest.raises(ConfigError, match="masked_finetune.*warnecke_iterative"):
+        unlearning.check_hparams({"method": "iterative"})
 
 
 def test_monitor_records_the_kept_trajectory_and_is_not_timed():
@@ -211,8 +237,17 @@ def test_monitor_records_the_kept_trajectory_and_is_not_timed():
         seen.append(flat(m))
         return {"forget_acc": float((m(x_f).argmax(1) == y_true).float().mean())}
 
-    new, log = unlearning.unlearn(model, full_mask(model), fs, "iterative", steps=6, lr=0.01, wrong_only=False,
-                                  monitor=monitor, monitor_every=2)  # fmt: skip
+    new, log = unlearning.unlearn(
+        model,
+        full_mask(model),
+        fs,
+        "masked_finetune",
+        steps=6,
+        lr=0.01,
+        wrong_only=False,
+        monitor=monitor,
+        monitor_every=2,
+    )
     curve = log["curve"]
     assert curve["step"] == [0, 2, 4, 6] and log["steps"] == 6
     assert torch.equal(seen[0], flat(model)) and torch.equal(seen[-1], flat(new))  # θ* first, θ_u last
@@ -231,7 +266,167 @@ def test_auto_step_size_returns_a_point_that_kept_validation_accuracy():
         F.cross_entropy(model(fs.x_train), fs.y_train).backward()
         opt.step()
     _, log = unlearning.unlearn(
-        model, full_mask(model), fs, "iterative", steps=8, lr="auto", val_tolerance=0.0
+        model, full_mask(model), fs, "masked_finetune", steps=8, lr="auto", val_tolerance=0.0
     )
     kept = {0} | {t["step"] for t in log["val_trace"] if t["val_acc"] >= log["val_acc_original"]}
     assert log["steps"] in kept
+
+
+# -- numbers pinned from the code before the package split (then called "iterative") ---------
+
+
+def _pinned_case():
+    """A small net fitted (flipped labels included) on 120 random points; half the weights masked."""
+    fs = tiny_forget_set(n=120, n_forget=12)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        F.cross_entropy(model(fs.x_train), fs.y_train).backward()
+        opt.step()
+    mask = {
+        n: torch.rand(p.shape, generator=torch.Generator().manual_seed(1)) < 0.5
+        for n, p in model.named_parameters()
+    }
+    x_test = torch.rand(50, 1, 2, 2, generator=torch.Generator().manual_seed(9))
+    return fs, model, mask, x_test
+
+
+@pytest.mark.parametrize(
+    ("hparams", "logits_sum", "steps"),
+    [({}, 34.54970155656338, 10), ({"lr": 0.01, "steps": 6}, 17.247661031782627, 6)],
+)
+def test_masked_finetune_reproduces_the_former_default(hparams, logits_sum, steps):
+    fs, model, mask, x_test = _pinned_case()
+    new, log = unlearning.unlearn(model, mask, fs, "masked_finetune", seed=3, **hparams)
+    with torch.no_grad():
+        total = float(new(x_test).double().sum())
+    assert total == pytest.approx(logits_sum, rel=1e-6, abs=1e-5)
+    assert log["steps"] == steps and log["changed"] and not log["guard_failed"]
+
+
+# -- the registry and honest names ----------------------------------------------------------------
+
+
+def removal_set(n: int = 40, n_forget: int = 8, seed: int = 0) -> ForgetSet:
+    fs = tiny_forget_set(n, n_forget, seed=seed)
+    empty_x, empty_y = fs.x_train[:0].clone(), fs.y_train[:0].clone()
+    return ForgetSet(
+        "random_samples", {}, fs.x_train, fs.y_true, fs.y_true, fs.forget_idx, empty_x, empty_y, 3
+    )
+
+
+@pytest.mark.parametrize("method", ["masked_finetune", "warnecke_iterative"])
+def test_a_method_that_needs_corrected_samples_is_refused_on_a_removal(method):
+    fs, model = removal_set(), small_net()
+    assert unlearning.METHODS[method].needs_correction
+    with pytest.raises(ConfigError, match="unlearning.method") as err:
+        unlearning.unlearn(model, full_mask(model), fs, method)
+    assert method in str(err.value)
+
+
+def test_the_old_name_iterative_is_refused_naming_both_new_ones():
+    fs, model = tiny_forget_set(), small_net()
+    with pytest.raises(ConfigError, match="unlearning.method") as err:
+        unlearning.unlearn(model, full_mask(model), fs, "iterative")
+    assert "masked_finetune" in str(err.value) and "warnecke_iterative" in str(err.value)
+
+
+def test_every_method_logs_the_common_keys():
+    fs, model = tiny_forget_set(), small_net()
+    for name, spec in unlearning.METHODS.items():
+        hp = {"epochs": 1} if name == "retrain" else {"steps": 2} if "steps" in spec.defaults else {}
+        _, log = unlearning.unlearn(model, full_mask(model) if spec.uses_mask else None, fs, name, **hp)
+        missing = {
+            "method",
+            "n_selected",
+            "grad_evals",
+            "seconds",
+            "lr",
+            "steps",
+            "guard_failed",
+            "changed",
+            "note",
+        }
+        assert missing - set(log) == set(), name
+        assert log["changed"] or log["note"], name  # unchanged always says why
+
+
+def test_options_of_other_methods_are_ignored_and_listed():
+    fs, model = tiny_forget_set(), small_net()
+    _, log = unlearning.unlearn(model, full_mask(model), fs, "ssd", steps=3, damping=0.5)
+    assert log["ignored"] == ["damping", "steps"]
+
+
+# -- guards: nothing passes -> θ* unchanged, said so ---------------------------------------------
+
+
+def _fitted(n: int = 200, n_forget: int = 20):
+    fs = tiny_forget_set(n=n, n_forget=n_forget)
+    model = small_net()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(300):
+        opt.zero_grad()
+        F.cross_entropy(model(fs.x_train), fs.y_train).backward()
+        opt.step()
+    return fs, model
+
+
+def test_a_one_shot_step_that_fails_the_guard_leaves_theta_star_bit_identical(monkeypatch):
+    fs, model = _fitted()
+    monkeypatch.setattr(unlearning.rules, "NEWTON_GRID", (1e4,))  # only a step that wrecks the model
+    new, log = unlearning.unlearn(model, full_mask(model), fs, "second_order", val_tolerance=0.0)
+    assert log["converged"] and log["lr_tried"][0]["ok"] is False
+    assert log["guard_failed"] and not log["applied"] and not log["changed"] and "validation" in log["note"]
+    assert torch.equal(flat(new), flat(model))
+
+
+def test_a_trajectory_that_never_passes_the_guard_leaves_theta_star_bit_identical(monkeypatch):
+    fs, model = _fitted()
+    monkeypatch.setitem(unlearning.stepsize.AUTO_START, "adam", 1e3)  # every step size diverges or wrecks
+    new, log = unlearning.unlearn(model, full_mask(model), fs, "neggrad", steps=4, val_tolerance=0.0)
+    assert log["rewinds"] == unlearning.stepsize.MAX_REWINDS and log["steps"] == 0
+    assert log["guard_failed"] and not log["changed"] and "validation" in log["note"]
+    assert torch.equal(flat(new), flat(model))
+
+
+def test_an_unconverged_solve_is_not_applied():
+    fs, model = tiny_forget_set(), small_net()
+    new, log = unlearning.unlearn(model, full_mask(model), fs, "second_order", cg_iters=1, tol=1e-8)
+    assert not log["converged"] and not log["applied"] and log["rel_residual"] > 1e-8
+    assert "not applied" in log["note"] and not log["changed"]
+    assert torch.equal(flat(new), flat(model))
+
+
+# -- Warnecke's iterative variant -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_warnecke_iterative_moves_only_the_mask_and_fixes_forget_samples(order):
+    fs, model = _fitted(n=60, n_forget=6)
+    x_f, y_true = fs.forget_true
+    mask = {n: torch.zeros(p.shape, dtype=torch.bool) for n, p in model.named_parameters()}
+    mask["3.weight"][:], mask["3.bias"][:] = True, True
+    new, log = unlearning.unlearn(model, mask, fs, "warnecke_iterative", order=order, val_tolerance=0.1)
+    before = int((model(x_f).argmax(1) != y_true).sum())
+    after = int((new(x_f).argmax(1) != y_true).sum())
+    assert after < before and log["wrong_left"] == after and log["round_trace"][0]["wrong"] == before
+    moved = {n for (n, p), q in zip(model.named_parameters(), new.parameters()) if not torch.equal(p, q)}
+    assert moved and moved <= {"3.weight", "3.bias"}
+    if order == 2:
+        assert log["converged"] and log["applied"] and log["solver"] == "cg"
+
+
+def test_warnecke_gradient_uses_only_the_samples_still_wrong():
+    """With G over the wrong samples only, a forget set whose samples are all right leaves θ*."""
+    fs, model = _fitted(n=60, n_forget=6)
+    x_f, _ = fs.forget_true
+    right = model(x_f).argmax(1)  # call the model's answers the corrected labels: nothing is wrong
+    fixed = ForgetSet(
+        "label_flip", {}, fs.x_train, fs.y_train, fs.y_true.clone(), fs.forget_idx, x_f, right, 3
+    )
+    fixed.y_true[fs.forget_idx] = right
+    new, log = unlearning.unlearn(model, full_mask(model), fixed, "warnecke_iterative")
+    assert log["rounds"] == 0 and not log["changed"] and "corrected label" in log["note"]
+    assert torch.equal(flat(new), flat(model))

@@ -114,7 +114,7 @@ def newton_direction(ctx: Context, model: nn.Module, g: Params) -> tuple[Params,
         )
         info["note"] = (
             f"{hp['solver']} did not converge ({why}; ‖A u − G‖/‖G‖ = {res.rel_residual:.3g} > "
-            f"tol {hp['tol']}): θ* returned unchanged; raise unlearning.cg_iters or unlearning.damping"
+            f"tol {hp['tol']}), so it was not applied; raise unlearning.cg_iters or unlearning.damping"
         )
     u = {n: res.u[n] * ctx.mask[n] if n in res.u else torch.zeros_like(t) for n, t in ctx.theta_star.items()}
     return u, info

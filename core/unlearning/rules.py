@@ -80,45 +80,42 @@ def warnecke_iterative(ctx: Context) -> Result:
     """Warnecke's iterative variant: up to `rounds` rounds of θ ← θ − τ·d at the current θ, with
     d = M ⊙ G_wrong (order 1) or (C_MM + λI)⁻¹ G_wrong (order 2), G_wrong computed over the D_f
     samples still misclassified w.r.t. their corrected labels (both terms, see forget_loss);
-    τ guarded on the validation split each round. Stops when none is wrong, when a round's
-    guard or solve fails (the rounds before it are kept), or after `rounds`."""
+    τ guarded on the validation split each round (the largest τ among equally good ones).
+    Stops when none is wrong, when a round's guard or solve fails (the rounds before it are
+    kept, `stopped_by` says why), or after `rounds`."""
     hp = ctx.hp
     model = ctx.working_copy()
     ctx.record(model, 0)
     trace: list[dict] = []
+    solves: list[dict] = []
     stop: dict[str, Any] = {}
     for r in range(hp["rounds"]):
         wrong = wrong_on_forget(model, ctx)
         if not wrong.any():
-            stop = {"note": "every forget sample has its corrected label"} if r == 0 else {}
+            stop = {"note": "every forget sample has its corrected label"}
             break
         G = forget_gradient(model, ctx, hp["ascent"], wrong)
         d = {n: ctx.mask[n] * G[n] for n in G}
-        solve: dict[str, Any] = {}
         if hp["order"] == 2:
             d, solve = newton_direction(ctx, model, d)
+            solves.append(solve)
             if not solve["converged"]:
-                stop = {**solve, "applied": False}
+                stop = solve
                 break
         theta = params_of(model)
         grid = () if hp["lr"] != "auto" else NEWTON_GRID if hp["order"] == 2 else first_order_grid(ctx, d)
-        new, found = search(ctx, lambda tau, t=theta, d=d: {n: t[n] - tau * d[n] for n in t}, grid)
+        new, found = search(
+            ctx, lambda tau, t=theta, d=d: {n: t[n] - tau * d[n] for n in t}, grid, ties="largest"
+        )
         if new is None:
             stop = found
             break
         load(model, new)
-        trace.append(
-            {
-                "round": r + 1,
-                "wrong": int(wrong.sum()),
-                "lr": found["lr"],
-                **{k: solve[k] for k in ("iters", "rel_residual", "damping") if k in solve},
-            }
-        )
+        trace.append({"round": r + 1, "wrong": int(wrong.sum()), "lr": found["lr"]})
         ctx.record(model, r + 1)
         if ctx.progress is not None:
             ctx.progress(r + 1, hp["rounds"], "unlearning round")
-    log = {
+    log: dict[str, Any] = {
         "order": hp["order"],
         "rounds": len(trace),
         "steps": len(trace),
@@ -126,9 +123,19 @@ def warnecke_iterative(ctx: Context) -> Result:
         "wrong_left": int(wrong_on_forget(model, ctx).sum()),
         "lr": trace[-1]["lr"] if trace else None,
     }
-    if trace:  # a later round's failure only ends the run: say why in stopped_by
+    if solves:  # the second-order keys summarize every round's solve
+        log.update(
+            solver=hp["solver"],
+            curvature=hp["curvature"],
+            iters=sum(s["iters"] for s in solves),
+            rel_residual=max(s["rel_residual"] for s in solves),
+            damping=solves[-1]["damping"],
+            converged=all(s["converged"] for s in solves),
+            applied=bool(trace),
+        )
+    if trace:
         return params_of(model), {**log, "stopped_by": stop.get("note")}
-    return None, {**stop, **log}
+    return None, {**log, "guard_failed": stop.get("guard_failed", False), "note": stop.get("note")}
 
 
 def masked_finetune(ctx: Context) -> Result:

@@ -40,10 +40,7 @@ MAX_REWINDS = 3
 
 
 def guard_note(ctx: Context, val0: float) -> str:
-    return (
-        f"no step size kept validation accuracy within {ctx.hp['val_tolerance']} of θ*'s "
-        f"({val0:.3f}); θ* returned unchanged"
-    )
+    return f"no step size kept validation accuracy within {ctx.hp['val_tolerance']} of θ*'s ({val0:.3f})"
 
 
 def forget_score(model: nn.Module, ctx: Context, val_acc: float) -> float:
@@ -65,12 +62,13 @@ def first_order_grid(ctx: Context, direction: Params) -> tuple[float, ...]:
 
 
 def search(
-    ctx: Context, candidate: Callable[[float], Params], grid: tuple[float, ...]
+    ctx: Context, candidate: Callable[[float], Params], grid: tuple[float, ...], *, ties: str = "smallest"
 ) -> tuple[Params | None, dict[str, Any]]:
     """The step size of a one-shot step θ(τ) = candidate(τ).
 
     Fixed lr: θ(lr), no guard. lr="auto": `grid` in ascending order; keep the best forget score
-    among the candidates that pass the guard; stop at the first that fails after one passed,
+    among the candidates that pass the guard (on a tie the smallest τ, or with ties="largest"
+    the largest: a round of an iterative rule makes progress); stop at the first that fails after one passed,
     that forgets perfectly, or that diverges. The guard's reference is θ*'s validation accuracy,
     whatever the candidate starts from. Returns (θ or None when nothing passed, log)."""
     if ctx.hp["lr"] != "auto":
@@ -90,7 +88,7 @@ def search(
         score = forget_score(probe, ctx, val)
         ok = math.isnan(val0) or val >= val0 - ctx.hp["val_tolerance"] - 1e-9
         tried.append({"lr": lr, "val_acc": val, "forget_score": score, "ok": ok})
-        if ok and (best is None or score > best[0] + 1e-9):
+        if ok and (best is None or score > best[0] + 1e-9 or (ties == "largest" and score >= best[0] - 1e-9)):
             best = (score, lr, theta)
         if (not ok and best is not None) or (ok and score >= 1.0):
             break

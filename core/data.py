@@ -71,10 +71,6 @@ class Dataset:
         """(x_test, y_test)."""
         return self.x_test, self.y_test
 
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
     def subset(self, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
         """A seeded random subset of the train and/or test split (None keeps all)."""
         g = torch.Generator().manual_seed(seed)

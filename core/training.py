@@ -29,13 +29,6 @@ class History:
     epochs: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
-    @property
-    def final_loss(self) -> float:
-        return self.epochs[-1]["loss"] if self.epochs else float("nan")
-
-    def to_dict(self) -> dict:
-        return {"epochs": self.epochs, "seconds": self.seconds}
-
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """`auto` -> cuda, then mps, then cpu. An explicit device that is absent is a ConfigError."""

@@ -160,3 +160,13 @@ def test_registry_entries_carry_their_metadata(digits):
     with pytest.raises(ConfigError) as e:
         scenarios.build(digits, "class", size=3)
     assert e.value.field == "scenario.size" and "allowed" in e.value.message
+
+
+@pytest.mark.parametrize("kind", ["backdoor", "label_flip", "random_samples", "class", "indices"])
+def test_documented_defaults_are_the_builders_defaults(digits, kind):
+    given = {"indices": [4, 8]} if kind == "indices" else {}
+    explicit = {k: v for k, v in scenarios.SCENARIOS[kind].options.items() if v is not None and k != "seed"}
+    a = scenarios.build(digits, kind, seed=3, **given)
+    b = scenarios.build(digits, kind, seed=3, **{**explicit, **given})
+    assert torch.equal(a.forget_idx, b.forget_idx) and torch.equal(a.x_train, b.x_train)
+    assert torch.equal(a.y_train, b.y_train) and torch.equal(a.corrected_y, b.corrected_y)

@@ -430,3 +430,21 @@ def test_warnecke_gradient_uses_only_the_samples_still_wrong():
     new, log = unlearning.unlearn(model, full_mask(model), fixed, "warnecke_iterative")
     assert log["rounds"] == 0 and not log["changed"] and "corrected label" in log["note"]
     assert torch.equal(flat(new), flat(model))
+
+
+@pytest.mark.parametrize("name", sorted(unlearning.METHODS))
+def test_no_rule_writes_into_theta_star(name):
+    """Each rule gets θ* as `ctx.original` and `ctx.theta_star`; after it ran both still hold θ*."""
+    from core.unlearning.context import build_context
+
+    fs, model = tiny_forget_set(), small_net()
+    spec = unlearning.METHODS[name]
+    hp = {"device": None, **spec.defaults, **({"epochs": 1} if name == "retrain" else {})}
+    if "steps" in hp:
+        hp["steps"] = 2
+    ctx = build_context(model, full_mask(model), fs, hp, 0, torch.device("cpu"), mask_required=spec.uses_mask)
+    spec.run(ctx)
+    for n, p in ctx.original.named_parameters():
+        assert torch.equal(p.detach(), model.state_dict()[n]) and torch.equal(
+            ctx.theta_star[n], p.detach()
+        ), n

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import config as core_config
-from ui import cache, figures, jobs, state
+from ui import cache, choices, figures, jobs, state
 
 s = state.init("Home")
 
@@ -13,44 +12,46 @@ st.title("SAPS workbench: machine unlearning by sharpness-aware parameter select
 st.markdown(
     "A model trained on poisoned data — a backdoor trigger, flipped labels — should **unlearn** "
     "those samples: end up like a model retrained without the damage, but at a fraction of the cost. "
-    "Warnecke et al. do this with one update step computed from the gradient difference between the "
+    "Warnecke et al. do this with an update computed from the gradient difference between the "
     "poisoned samples and their corrected versions. **SAPS** updates only the parameters where the "
     "training loss is sharpest, ranked by the diagonal of the Hessian. "
     "This workbench lets you build the forget set, train, look at the curvature, unlearn with "
     "several selection strategies and compare them with retraining, side by side."
 )
-st.latex(r"\theta_u = \theta^* - \tau\,\bigl(M \odot G\bigr),\quad "
-         r"G = \sum_{\tilde z \in \tilde D_f}\nabla_\theta \ell(\tilde z;\theta^*) - \sum_{z\in D_f}\nabla_\theta \ell(z;\theta^*),"
-         r"\quad M_i = 1 \iff |H_{ii}| \text{ among the top } k")  # fmt: skip
+st.latex(
+    r"\theta_u = \theta^* - \tau\,\bigl(M \odot G\bigr),\quad "
+    r"G = \sum_{\tilde z \in \tilde D_f}\nabla_\theta \ell(\tilde z;\theta^*) - \sum_{z\in D_f}\nabla_\theta \ell(z;\theta^*),"
+    r"\quad M_i = 1 \iff |H_{ii}| \text{ among the top } k"
+)
 st.plotly_chart(figures.pipeline(), width="stretch", config={"displayModeBar": False}, key="pipeline")
 
 st.subheader("Quick choice")
 c1, c2, c3 = st.columns(3)
 with c1:
-    state.bind(st.selectbox, "dataset", "Data set", options=list(core_config.DATASETS),
-               help="digits ships with scikit-learn (1,347 training images of 8×8); the others need "
-                    "local files (page 1 · Forget set accepts an uploaded .npz).")  # fmt: skip
+    state.choose("dataset", "Data set", "datasets", note="Page 1 · Forget set accepts an uploaded .npz.")
 with c2:
-    state.bind(st.selectbox, "model", "Model", options=list(core_config.MODELS),
-               help="cnn: 2 conv blocks + dense (13.7k parameters on digits); mlp: two ReLU layers; "
-                    "resnet18: 11M parameters, slow on a CPU.")  # fmt: skip
+    state.choose("model", "Model", "models")
 with c3:
-    state.bind(st.selectbox, "scenario", "Forget scenario", options=[k for k in core_config.SCENARIOS],
-               help="backdoor: a trigger patch relabels images to a target class; label_flip: labels "
-                    "s→9−s; random_samples/class: plain removal; indices: samples you pick on page 1.")  # fmt: skip
+    state.choose("scenario", "Forget scenario", "scenarios")
 
 busy = jobs.running()
 b1, b2, _ = st.columns([1, 1, 2])
+demo_labels = ", ".join(choices.strategy_labels()[k] for k in state.DEMO_STRATEGIES)
 demo = b1.button(
-    "Run the demo", type="primary", disabled=busy, key="run_demo",
-                 help="Train θ*, retrain the reference, compute diag H and unlearn with six strategies "
-                      f"({', '.join(state.DEMO_STRATEGIES)}) at a {s['frac']:.1%} budget; then open the "
-                      "comparison. Digits on 2 CPU cores: about 20 s.")  # fmt: skip
+    "Run the demo",
+    type="primary",
+    disabled=busy,
+    key="run_demo",
+    help=f"Train θ*, retrain the reference, compute diag H and unlearn with six strategies ({demo_labels}) "
+    f"at a {s['frac']:.1%} budget; then open the comparison. Digits on 2 CPU cores: about 20 s.",
+)
 train = b2.button(
-    "Train only", disabled=busy, key="train_only",
-                  help="Train the original model and the retrained reference (cached by config) and show "
-                       "their test accuracy and attack success rate.")  # fmt: skip
-
+    "Train only",
+    disabled=busy,
+    key="train_only",
+    help="Train the original model and the retrained reference (cached by config) and show "
+    "their test accuracy and attack success rate.",
+)
 if demo:
     state.update(strategies=list(state.DEMO_STRATEGIES))
     cfg = state.checked_config(need_strategies=True)
@@ -61,43 +62,36 @@ if train:
     if cfg is not None:
         jobs.start("train", cache.train_job(cfg, str(cache.store().root)))
 
-jobs.poll("demo")
-jobs.poll("train")
-jobs.show_error("demo")
-jobs.show_error("train")
-
-done = jobs.take("demo")
-if done is not None:
+if (done := jobs.follow("demo")) is not None:
     st.session_state["result"] = done
     state.update(run=0)
     state.sync_url()
     st.switch_page("pages/5_Compare.py")
-trained = jobs.take("train")
-if trained is not None:
+if (trained := jobs.follow("train")) is not None:
     st.session_state["train_result"] = trained
 
 shown = st.session_state.get("train_result") or st.session_state.get("result")
 if shown:
     st.subheader("Trained models")
-    cols = st.columns(4)
+    cols = iter(st.columns(4))
     o, r = shown["original"], shown.get("retrained") or {}
-    cols[0].metric(
-        "test accuracy θ*",
-        f"{o['test_acc']:.1%}",
-        help="Accuracy of the original model on clean test images.",
-    )
+    next(cols).metric("test accuracy θ*", f"{o['test_acc']:.1%}", help="Original model on clean test images.")
     if o.get("asr") is not None:
-        cols[1].metric("attack success θ*", f"{o['asr']:.1%}",
-                       help="Share of triggered non-target test images classified as the target class.")  # fmt: skip
+        help_asr = "Share of triggered non-target test images classified as the target class."
+        next(cols).metric("attack success θ*", f"{o['asr']:.1%}", help=help_asr)
     if r:
-        cols[2].metric("test accuracy retrained", f"{r['test_acc']:.1%}")
+        next(cols).metric("test accuracy retrained", f"{r['test_acc']:.1%}")
         if r.get("asr") is not None:
-            cols[3].metric("attack success retrained", f"{r['asr']:.1%}")
+            next(cols).metric("attack success retrained", f"{r['asr']:.1%}")
     secs = shown["seconds"]
-    st.caption(f"training {secs['train']:.1f} s · retraining {secs['retrain'] or 0:.1f} s · total "
-               f"{secs['total']:.1f} s (cached models load instantly)")  # fmt: skip
+    st.caption(
+        f"training {secs['train']:.1f} s · retraining {secs['retrain'] or 0:.1f} s · total "
+        f"{secs['total']:.1f} s (cached models load instantly)"
+    )
 
 st.divider()
-st.markdown("Step by step: **1 · Forget set** → **2 · Train** → **3 · Curvature** → **4 · Unlearn** → "
-            "**5 · Compare** (menu on the left). Every control has a tooltip; the URL keeps your settings.")  # fmt: skip
+st.markdown(
+    "Step by step: **1 · Forget set** → **2 · Train** → **3 · Curvature** → **4 · Unlearn** → "
+    "**5 · Compare** (menu on the left). Every control has a tooltip; the URL keeps your settings."
+)
 state.sync_url()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import cache, figures, jobs, state
+from ui import analysis, cache, figures, jobs, state
 
 s = state.init("Train")
 st.title("2 · Train")
@@ -20,11 +20,11 @@ st.latex(
 
 c1, c2, c3 = st.columns(3)
 with c1:
-    state.bind(st.number_input, "epochs", "Epochs", min_value=1, max_value=1000, step=5,
-               help="Passes over the training data (Adam, lr 0.001, batch 64). 30 fits digits in ~3 s.")  # fmt: skip
+    help_epochs = "Passes over the training data (optimizer, learning rate and batch size as in the config)."
+    state.bind(st.number_input, "epochs", "Epochs", min_value=1, max_value=1000, step=5, help=help_epochs)
 with c2:
-    state.bind(st.number_input, "seed", "Seed", min_value=0, max_value=2**31 - 1, step=1,
-               help="Initial weights, shuffling and the forget samples.")  # fmt: skip
+    help_seed = "Initial weights, shuffling and the forget samples."
+    state.bind(st.number_input, "seed", "Seed", min_value=0, max_value=2**31 - 1, step=1, help=help_seed)
 
 cfg = state.checked_config(strategies=False)
 if cfg is not None:
@@ -32,14 +32,16 @@ if cfg is not None:
     trained = cache.has_model(cfg, "original", store) and cache.has_model(cfg, "retrained", store)
     with c3:
         st.write("")
-        go = st.button("Train both models" if not trained else "Already trained (cached)", type="primary",
-                       disabled=trained or jobs.running(), key="train",
-                       help="Train θ* on D_r ∪ D_f and the reference on D_r ∪ D̃_f in the background.")  # fmt: skip
+        go = st.button(
+            "Train both models" if not trained else "Already trained (cached)",
+            type="primary",
+            disabled=trained or jobs.running(),
+            key="train",
+            help="Train θ* on D_r ∪ D_f and the reference on D_r ∪ D̃_f in the background.",
+        )
     if go:
         jobs.start("train", cache.train_job(cfg, str(store.root)))
-    jobs.poll("train")
-    jobs.show_error("train")
-    if jobs.take("train") is not None:
+    if jobs.follow("train") is not None:
         st.rerun()
 
     if trained:
@@ -51,18 +53,23 @@ if cfg is not None:
         cols[0].metric("test accuracy θ*", f"{m_o['test_acc']:.1%}", help="Clean test images.")
         cols[1].metric("test accuracy retrained", f"{m_r['test_acc']:.1%}")
         if m_o.get("asr") is not None:
-            cols[2].metric("attack success θ*", f"{m_o['asr']:.1%}",
-                           help="Triggered non-target test images classified as the target class.")  # fmt: skip
+            help_asr = "Triggered non-target test images classified as the target class."
+            cols[2].metric("attack success θ*", f"{m_o['asr']:.1%}", help=help_asr)
             cols[3].metric("attack success retrained", f"{m_r['asr']:.1%}")
-        st.plotly_chart(figures.training_curves({"original θ*": meta_o.get("history") or [],
-                                                 "retrained": meta_r.get("history") or []}),
-                        width="stretch", key="curves")  # fmt: skip
-        st.plotly_chart(figures.metric_bars({"original θ*": m_o, "retrained": m_r},
-                                            ["test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr"],
-                                            title="original vs retrained"), width="stretch", key="bars")  # fmt: skip
-        st.caption(f"Training took {meta_o.get('seconds', 0):.1f} s (original) and "
-                   f"{meta_r.get('seconds', 0):.1f} s (retrained); "
-                   f"{sum(p.numel() for p in original.parameters()):,} parameters.")  # fmt: skip
+        histories = [
+            {**analysis.ORIGINAL, "history": meta_o.get("history")},
+            {**analysis.RETRAINED, "history": meta_r.get("history")},
+        ]
+        st.plotly_chart(figures.training_curves(histories), width="stretch", key="curves")
+        series = [{**analysis.ORIGINAL, "metrics": m_o}, {**analysis.RETRAINED, "metrics": m_r}]
+        keys = ["test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr"]
+        bars = figures.metric_bars(series, keys, title="original vs retrained")
+        st.plotly_chart(bars, width="stretch", key="bars")
+        st.caption(
+            f"Training took {meta_o.get('seconds', 0):.1f} s (original) and "
+            f"{meta_r.get('seconds', 0):.1f} s (retrained); "
+            f"{sum(p.numel() for p in original.parameters()):,} parameters."
+        )
     elif not jobs.running("train"):
         st.info("Not trained yet for these settings: press **Train both models**.")
 

@@ -2,227 +2,138 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-
 import streamlit as st
 
-from core import config as core_config
-from core import experiment
-from core.errors import SapsError
-from ui import cache, figures, jobs, state
+from ui import analysis, cache, figures, jobs, state
 
 s = state.init("Compare")
 st.title("5 · Compare")
 st.markdown(
     "A good unlearning method lands next to the **retrained** model: attack success and membership "
-    "inference down to its level, test accuracy kept, and the backdoor should not come back after a "
-    "few fine-tuning steps on poisoned data (relearning attack) — at a fraction of the retraining time. "
+    "inference down to its level, test accuracy kept, and the damage should not come back after a few "
+    "fine-tuning steps (relearning attack) — at a fraction of the retraining time, *selection included*. "
     "Warnecke's *% restored* measures how much of the accuracy lost to poisoning came back."
 )
-st.latex(r"\%\,\text{restored} = \frac{\mathrm{acc}_{\text{after}} - \mathrm{acc}_{\text{before}}}"
-         r"{\mathrm{acc}_{\text{clean}} - \mathrm{acc}_{\text{before}}},\qquad "
-         r"\mathrm{AUC}_{\text{MIA}} = P\bigl(\ell(z_f) < \ell(z_{\text{test}})\bigr)")  # fmt: skip
+st.latex(
+    r"\%\,\text{restored} = \frac{\mathrm{acc}_{\text{after}} - \mathrm{acc}_{\text{before}}}"
+    r"{\mathrm{acc}_{\text{clean}} - \mathrm{acc}_{\text{before}}},\qquad "
+    r"\text{cost} = t_{\text{select}} + t_{\text{update}}"
+)
 
 store = cache.store()
-# A shared link names a stored run: load it once per session.
 if s["run"] and (st.session_state.get("result") or {}).get("run_id") != s["run"]:
-    try:
-        row = store.get(int(s["run"]))
-        if row.get("result"):
-            st.session_state["result"] = row["result"]
-        else:
-            st.error(f"run {s['run']}: {row['status']} ({row.get('error') or 'no result'})")
-    except SapsError as e:
-        st.error(str(e))
+    loaded, problem = analysis.stored_result(store, s["run"])  # a shared link names a stored run
+    if loaded:
+        st.session_state["result"] = loaded
+    else:
+        st.error(problem)
 
 result = st.session_state.get("result")
-METRIC_KEYS = ("test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "mia_auc",
-               "relearn_asr", "dist_to_retrained")  # fmt: skip
-
-
-def strategy_label(r: dict) -> str:
-    name = r["name"] + ("" if r.get("largest", True) else " (smallest)")
-    return f"{name} @ {r['fraction']:.1%}" if r.get("fraction") is not None else name
-
-
-def table(result: dict) -> list[dict]:
-    extra = sorted({k for r in result.get("strategies", []) for k in r["metrics"]} - set(METRIC_KEYS))
-    keys = [*METRIC_KEYS, *extra]
-    rows = [{"model": "original θ*", **{k: result["original"].get(k) for k in keys},
-             "seconds": result["seconds"].get("train")}]  # fmt: skip
-    if result.get("retrained"):
-        rows.append({"model": "retrained (target)", **{k: result["retrained"].get(k) for k in keys},
-                     "seconds": result["seconds"].get("retrain")})  # fmt: skip
-    for r in result.get("strategies", []):
-        rows.append({"model": strategy_label(r), **{k: r["metrics"].get(k) for k in keys},
-                     "n_selected": r.get("n_selected"), "seconds": r.get("seconds")})  # fmt: skip
-    return rows
-
-
-def to_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    w = csv.DictWriter(buf, fieldnames=fields)
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
-def budget_points(result: dict) -> list[dict]:
-    """(strategy, fraction, metrics) from this result and every stored run on the same models."""
-    try:
-        cfg = core_config.normalize(result["config"])
-    except SapsError:
-        return []
-    key, method = experiment.model_key(cfg, "original"), cfg["unlearning"]["method"]
-    seen, points = set(), []
-    runs = [{"result": result}] + [r for r in store.list_runs(kind="run", limit=200) if r["status"] == "done"]
-    for run in runs:
-        res = run.get("result") or {}
-        try:
-            rc = core_config.normalize(res.get("config") or {})
-        except SapsError:
-            continue
-        if experiment.model_key(rc, "original") != key or rc["unlearning"]["method"] != method:
-            continue
-        for r in res.get("strategies", []):
-            name = r["name"] + ("" if r.get("largest", True) else " (smallest)")
-            ident = (name, r.get("fraction"), res.get("run_id"))
-            if r.get("fraction") is None or ident in seen:
-                continue
-            seen.add(ident)
-            points.append({"strategy": name, "fraction": r["fraction"], "metrics": r["metrics"]})
-    return points
-
-
+figs: dict = {}
 if result:
-    if result.get("note"):
-        st.warning(result["note"])
-    o, ref = result["original"], result.get("retrained") or {}
-    rows = result.get("strategies", [])
-    # forgetting axis: attack success for a backdoor, the flipped labels still predicted for a
-    # label flip, plain accuracy on D_f for a removal
-    kind = ((result.get("config") or {}).get("scenario") or {}).get("kind")
-    corruption = ((result.get("config") or {}).get("scenario") or {}).get("corruption")
-    if o.get("asr") is not None:
-        forget_key = "asr"
-    elif kind == "label_flip" or (kind == "indices" and corruption == "label"):
-        forget_key = "forget_acc_poisoned"
-    else:
-        forget_key = "forget_acc"
-    cols = iter(st.columns(4))  # filled left to right: no gap where a metric does not apply
-    next(cols).metric("test accuracy θ*", f"{o['test_acc']:.1%}", help="Original model on clean test images.")
-    if o.get("asr") is not None:
-        next(cols).metric(
-            "attack success θ*", f"{o['asr']:.1%}", help="Triggered test images → target class."
-        )
-    if ref:
-        next(cols).metric("attack success retrained" if ref.get("asr") is not None else "test accuracy retrained",
-                          f"{ref.get('asr') if ref.get('asr') is not None else ref['test_acc']:.1%}")  # fmt: skip
-    next(cols).metric("run", f"#{result.get('run_id', '—')}", help=f"{len(rows)} strategies, "
-                      f"{result['seconds']['total']:.1f} s in all")  # fmt: skip
-
-    figs: dict[str, object] = {}
-    pts = [{"label": strategy_label(r), "metrics": r["metrics"]} for r in rows]
-    figs["tradeoff"] = figures.tradeoff(pts, x_key=forget_key, original=o, retrained=ref)
+    for col, (label, value, help_) in zip(st.columns(4), analysis.headline(result)):
+        col.metric(label, value, help=help_)
+    for label, notes in analysis.flagged(result):
+        st.warning(f"**{label}**: " + "; ".join(notes), icon="⚠️")
+    o, ref, models = result["original"], result.get("retrained") or {}, analysis.model_series(result)
+    strategies = analysis.strategy_series(result)
+    x_key = analysis.forget_key(result)
+    figs["tradeoff"] = figures.tradeoff(strategies, x_key=x_key, original=o, retrained=ref)
+    figs["privacy"] = figures.metric_bars(
+        models, ["poison_fit_auc", "mia_auc"], title="poison fit and membership"
+    )
     c1, c2 = st.columns(2)
     c1.plotly_chart(figs["tradeoff"], width="stretch", key="tradeoff")
-    labels = [strategy_label(r) for r in rows]
-    figs["distance"] = figures.strategy_bars(labels, [r["metrics"].get("dist_to_retrained") for r in rows],
-                                             title="distance to the retrained weights (lower is closer)",
-                                             y_title=figures.axis_title("dist_to_retrained"), fmt=".3f")  # fmt: skip
-    c2.plotly_chart(figs["distance"], width="stretch", key="distance")
+    c2.plotly_chart(figs["privacy"], width="stretch", key="privacy")
+    c2.caption(
+        "**Poison fit AUC**: D_f as trained (trigger, poisoned label) vs test images, loss-threshold AUC: "
+        "lower = forgotten, retrained ≈ 0. **MIA AUC**: membership attack, members (D̃_f, or D_f for a "
+        "removal) vs test images on the logit-scaled confidence: 0.5 = the attacker cannot tell."
+    )
+    costs, retrain = analysis.cost_series(result), result["seconds"].get("retrain")
+    figs["seconds"] = figures.cost_bars(costs, retrain_seconds=retrain, title="full cost per strategy")
+    figs["amortized"] = figures.amortized_bars(costs, retrain_seconds=retrain)
     c3, c4 = st.columns(2)
-    secs = result["seconds"]
-    figs["seconds"] = figures.strategy_bars(labels, [r.get("seconds") for r in rows], fmt=".2f",
-                                            title="time per strategy vs retraining from scratch",
-                                            y_title="wall-clock seconds", reference=secs.get("retrain"),
-                                            reference_label="retraining")  # fmt: skip
     c3.plotly_chart(figs["seconds"], width="stretch", key="seconds")
-    c3.caption(f"A strategy's time covers its selection and update; diag H is computed once per model "
-               f"({secs.get('curvature') or 0:.2f} s) and shared by every strategy.")  # fmt: skip
-    figs["metrics"] = figures.metric_bars({"original θ*": o, **({"retrained": ref} if ref else {}),
-                                           **{lbl: r["metrics"] for lbl, r in zip(labels, rows)}},
-                                          ["asr", "mia_auc", "relearn_asr", "test_acc"], title="per strategy")  # fmt: skip
-    c4.plotly_chart(figs["metrics"], width="stretch", key="metric_bars")
+    c3.caption("Selection (hatched) is everything the mask needs: diag H, the liveness pass, gradients.")
+    c4.plotly_chart(figs["amortized"], width="stretch", key="amortized")
+    c4.caption("Amortized: one curvature shared by several budgets or strategies, counted once per run.")
+    c5, c6 = st.columns(2)
+    figs["relearn"] = figures.relearn_curves(
+        analysis.relearn_series(result), y_title=analysis.relearn_title(result)
+    )
+    c5.plotly_chart(figs["relearn"], width="stretch", key="relearn")
+    c5.caption("Relearning attack: a few fine-tuning steps on the damaged samples; retrained dashed.")
+    with c6:
+        st.markdown(
+            "**Deep evaluation**: forget quality over M models per side (higher = closer to retraining)."
+        )
+        help_m = "Models trained with different seeds on the same D_f, unlearned and retrained (digits: 16)."
+        state.bind(st.number_input, "deep_models", "Models M", min_value=2, max_value=64, help=help_m)
+        help_deep = "Trains M originals and M retrained models and unlearns each (background job; minutes)."
+        if st.button("Deep evaluation", key="deep_eval", disabled=jobs.running(), help=help_deep):
+            jobs.start("deep_eval", cache.deep_eval_job(result["config"], str(store.root), s["deep_models"]))
+        if (fq := jobs.follow("deep_eval")) is not None:
+            st.session_state["deep_eval_result"] = {"run": result.get("run_id"), **fq}
+        fq = st.session_state.get("deep_eval_result")
+        if fq and fq["run"] == result.get("run_id"):
+            fq_series = analysis.forget_quality_series(result, fq)
+            figs["forget_quality"] = figures.forget_quality_bars(
+                fq_series, original=fq["original"], models=fq["models"]
+            )
+            st.plotly_chart(figs["forget_quality"], width="stretch", key="forget_quality")
 
     st.subheader("Versus budget")
-    points = budget_points(result)
+    points = analysis.budget_points(result, store.list_runs(kind="run", limit=200))
     keys = [
         k
-        for k in ("asr", "mia_auc", "relearn_asr", "test_acc")
+        for k in (x_key, "mia_auc", "relearn_success", "test_acc")
         if any(p["metrics"].get(k) is not None for p in points)
     ]
-    if points and keys:
-        grid = st.columns(2)
-        for i, k in enumerate(keys):
-            figs[f"budget_{k}"] = figures.metric_vs_budget(points, k, reference=ref.get(k))
-            grid[i % 2].plotly_chart(figs[f"budget_{k}"], width="stretch", key=f"budget_{k}")
-    st.caption("Points come from every stored run on the same trained models and method; add budgets with "
-               "a sweep.")  # fmt: skip
-    if st.button("Sweep budgets (0.5 %, 2 %, 10 %, 50 %)", key="sweep", disabled=jobs.running(),
-                 help="One run with every chosen budgeted strategy at four budgets (models and curvature "
-                      "are reused); the points join the charts above."):  # fmt: skip
-        base = state.config()
-        chosen = [k for k in s["strategies"] if k not in state.UNBUDGETED] or ["saps"]
-        base["strategies"] = [e for f in (0.005, 0.02, 0.1, 0.5) for e in state.strategy_entries(chosen, f)]
-        jobs.start("sweep", cache.experiment_job(base, str(store.root)))
-    jobs.poll("sweep")
-    jobs.show_error("sweep")
-    if jobs.take("sweep") is not None:
+    grid = st.columns(2)
+    for i, k in enumerate(keys if points else []):
+        figs[f"budget_{k}"] = figures.metric_vs_budget(points, k, reference=ref.get(k))
+        grid[i % 2].plotly_chart(figs[f"budget_{k}"], width="stretch", key=f"budget_{k}")
+    st.caption(
+        "Points come from every stored run on the same trained models and method; add budgets with a sweep."
+    )
+    help_sweep = "One run with every chosen budgeted strategy at four budgets (models and curvature reused)."
+    if st.button(
+        "Sweep budgets (0.5 %, 2 %, 10 %, 50 %)", key="sweep", disabled=jobs.running(), help=help_sweep
+    ):
+        cfg = analysis.sweep_config(state.config(), s["strategies"], (0.005, 0.02, 0.1, 0.5))
+        jobs.start("sweep", cache.experiment_job(cfg, str(store.root)))
+    if jobs.follow("sweep") is not None:
         st.rerun()
 
     st.subheader("Table")
-    rows_t = table(result)
-    st.dataframe(rows_t, width="stretch", hide_index=True)
-    d1, d2, d3 = st.columns(3)
-    d1.download_button("Results as CSV", to_csv(rows_t), file_name="saps_results.csv", mime="text/csv",
-                       key="dl_csv", help="The table above, one row per model.")  # fmt: skip
-    d2.download_button("Results as JSON", json.dumps(result, indent=1, default=str), file_name="saps_result.json",
-                       mime="application/json", key="dl_json", help="The full result document (config included).")  # fmt: skip
-
-    def figures_html(figs=figs) -> str:
-        parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs.values())]
-        return (
-            "<html><head><meta charset='utf-8'><title>SAPS comparison</title></head><body>"
-            + "".join(parts)
-            + "</body></html>"
-        )
-
-    d3.download_button("Figures as HTML", figures_html, file_name="saps_figures.html", mime="text/html",
-                       key="dl_html", help="All charts of this page in one self-contained HTML file.")  # fmt: skip
+    rows = analysis.table(result)
+    st.dataframe(rows, width="stretch", hide_index=True)
+    for col, button in zip(st.columns(3), analysis.downloads(result, rows, figures.to_html(figs))):
+        col.download_button(**button)
 else:
-    st.info("No result in this session yet: press **Run the demo** on the home page, or unlearn on page 4, "
-            "or load a stored run below.")  # fmt: skip
+    st.info(
+        "No result in this session yet: press **Run the demo** on the home page, unlearn on page 4, or load a stored run below."
+    )
 
 st.subheader("Run history")
 history = store.list_runs(kind="run", limit=50)
 if history:
-    st.dataframe([{"id": r["id"], "created": r["created"], "status": r["status"],
-                   "dataset": (r.get("config") or {}).get("dataset"),
-                   "scenario": ((r.get("config") or {}).get("scenario") or {}).get("kind"),
-                   "strategies": len((r.get("config") or {}).get("strategies") or []),
-                   "seconds": r.get("seconds"), "error": r.get("error")} for r in history],
-                 width="stretch", hide_index=True)  # fmt: skip
+    st.dataframe(analysis.history_table(history), width="stretch", hide_index=True)
     h1, h2, h3 = st.columns([2, 1, 1])
-    run_id = h1.selectbox("Run", options=[r["id"] for r in history], key="history_pick",
-                          help="A run from the store (shared by every user of this server).")  # fmt: skip
+    help_run = "A run from the store (shared by every user of this server)."
+    run_id = h1.selectbox("Run", options=[r["id"] for r in history], key="history_pick", help=help_run)
     chosen = next(r for r in history if r["id"] == run_id)
-    if h2.button("Load", key="load", disabled=chosen["status"] != "done",
-                 help="Show this run here and take over its settings (the URL then links to it)."):  # fmt: skip
+    help_load = "Show this run here and take over its settings (the URL then links to it)."
+    if h2.button("Load", key="load", disabled=chosen["status"] != "done", help=help_load):
         st.session_state["result"] = chosen["result"]
         state.update(**state.settings_from_config(chosen.get("config") or {}), run=int(run_id))
         st.rerun()
-    if h3.button("Re-run", key="rerun", disabled=jobs.running(),
-                 help="Run this config again (trained models are reused from the store)."):  # fmt: skip
+    help_rerun = "Run this config again (trained models are reused from the store)."
+    if h3.button("Re-run", key="rerun", disabled=jobs.running(), help=help_rerun):
         state.update(**state.settings_from_config(chosen.get("config") or {}), run=0)
         jobs.start("rerun", cache.experiment_job(chosen.get("config") or {}, str(store.root)))
-    jobs.poll("rerun")
-    jobs.show_error("rerun")
-    redone = jobs.take("rerun")
-    if redone is not None:
+    if (redone := jobs.follow("rerun")) is not None:
         st.session_state["result"] = redone
         st.rerun()
 else:

@@ -20,7 +20,6 @@ from typing import Any
 import streamlit as st
 import torch
 
-from core import config as core_config
 from core import experiment, metrics
 from core.errors import ConfigError
 from core.store import RunStore, config_key, default_path
@@ -74,24 +73,19 @@ def data_key(cfg: dict) -> str:
     return "data:" + config_key({k: cfg[k] for k in DATA_KEYS})
 
 
-def curvature_key(cfg: dict) -> str:
-    cv = cfg["curvature"]
-    return f"curv:{experiment.model_key(cfg, 'original')}:{cv['method']}:{cv['data']}:{cv['probes']}"
-
-
 # -- loaders (thread-safe, usable in jobs) ----------------------------------------------------
-def normalize(cfg: dict) -> dict:
-    return core_config.normalize(cfg)
-
-
 def prepared(cfg: dict) -> experiment.Prepared:
     """Data set + forget scenario of a normalized config (ConfigError/DataError on bad input)."""
     return shared(data_key(cfg), lambda: experiment.prepare(cfg))
 
 
-def has_model(cfg: dict, role: str, st_: RunStore) -> bool:
-    name = experiment.model_key(cfg, role)
+def _stored(st_: RunStore, name: str) -> bool:
+    """Whether the store holds artifact `name` (tensors and sidecar), without reading it."""
     return st_.has_checkpoint(name) and (st_.checkpoints / f"{name}.json").is_file()
+
+
+def has_model(cfg: dict, role: str, st_: RunStore) -> bool:
+    return _stored(st_, experiment.model_key(cfg, role))
 
 
 def model(cfg: dict, role: str, st_: RunStore) -> tuple[torch.nn.Module, dict] | None:
@@ -99,8 +93,9 @@ def model(cfg: dict, role: str, st_: RunStore) -> tuple[torch.nn.Module, dict] |
     if not has_model(cfg, role, st_):
         return None
     key = f"model:{st_.root}:{experiment.model_key(cfg, role)}"
-    return shared(key, lambda: experiment.train_model(cfg, prepared(cfg), role, store=st_,
-                                                      device=torch.device("cpu")))  # fmt: skip
+    return shared(
+        key, lambda: experiment.train_model(cfg, prepared(cfg), role, store=st_, device=torch.device("cpu"))
+    )
 
 
 def private_copy(m: torch.nn.Module) -> torch.nn.Module:
@@ -115,95 +110,100 @@ def model_metrics(cfg: dict, role: str, st_: RunStore) -> dict | None:
     ref = model(cfg, "retrained", st_) if role == "original" else None
     key = f"metrics:{st_.root}:{experiment.model_key(cfg, role)}:{ref is not None}"
     p = prepared(cfg)
-    return shared(key, lambda: metrics.evaluate(loaded[0], p.dataset, p.forget_set,
-                                                reference=ref[0] if ref else None))  # fmt: skip
+    return shared(
+        key,
+        lambda: metrics.evaluate(loaded[0], p.dataset, p.forget_set, reference=ref[0] if ref else None),
+    )
 
 
-def curvature_data(cfg: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (inputs, targets) the curvature is measured on (config curvature.data)."""
-    fs = prepared(cfg).forget_set
-    which = cfg["curvature"]["data"]
-    if which == "retain":
-        return fs.retain
-    if which == "forget":
-        return fs.forget
-    if which == "corrected":
-        return fs.corrected
-    return fs.x_train, fs.y_train
+def _original(cfg: dict, st_: RunStore) -> torch.nn.Module:
+    loaded = model(cfg, "original", st_)
+    if loaded is None:
+        raise ConfigError("model", "train the original model first (page 2 · Train)")
+    return loaded[0]
 
 
-def curvature(cfg: dict, st_: RunStore, progress: Callable[[int, int], None] | None = None) -> dict:
-    """diag H of the original model per config curvature.method/data (cached per model)."""
-    from core.curvature import hessian_diagonal
-
-    def compute() -> dict:
-        loaded = model(cfg, "original", st_)
-        if loaded is None:
-            raise ConfigError("model", "train the original model first (page 2 · Train)")
-        x, y = curvature_data(cfg)
-        cv = cfg["curvature"]
-        opts = {"probes": cv["probes"]} if cv["method"] == "hutchinson" else {}
-        return hessian_diagonal(loaded[0], x, y, cv["method"], seed=cfg["seed"], progress=progress, **opts)
-
-    return shared(curvature_key(cfg) + f":{st_.root}", compute)
+def curvature(cfg: dict, st_: RunStore) -> dict:
+    """diag H of θ* per config "curvature", through the engine's store-cached path
+    (core.experiment.curvature_scores), kept in memory per store and curvature key."""
+    key = f"curv:{st_.root}:{experiment.curvature_key(cfg)}"
+    return shared(key, lambda: experiment.curvature_scores(cfg, prepared(cfg), _original(cfg, st_), st_)[0])
 
 
 def cached_curvature(cfg: dict, st_: RunStore) -> dict | None:
-    """The curvature scores if already computed (no work), else None."""
-    key = curvature_key(cfg) + f":{st_.root}"
+    """The curvature scores when already computed (in memory or in the store), else None."""
+    key = f"curv:{st_.root}:{experiment.curvature_key(cfg)}"
     with _LOCK:
-        return _SHARED.get(key)
+        if key in _SHARED:
+            return _SHARED[key]
+    return curvature(cfg, st_) if _stored(st_, experiment.curvature_key(cfg)) else None
 
 
 # -- job bodies (run in a thread: no Streamlit calls) -----------------------------------------
-def experiment_job(cfg: dict, store_path: str) -> Callable[[Callable[[str, float, str], None]], dict]:
-    """`fn(progress)` running core.experiment.run(cfg) against the store at `store_path`.
-
-    If the engine cannot run strategies yet, the models are still trained and evaluated and
-    the result says so in "note".
-    """
-
-    def fn(progress: Callable[[str, float, str], None]) -> dict:
-        st_ = store_for(store_path)
-        try:
-            return experiment.run(cfg, store=st_, progress=progress)
-        except NotImplementedError as e:
-            if not cfg.get("strategies"):
-                raise
-            progress("train", 0.0, "unlearning is not available yet: training only")
-            result = experiment.run({**cfg, "strategies": []}, store=st_, progress=progress)
-            result["note"] = f"strategies skipped: {e}"
-            return result
-
-    return fn
+Job = Callable[[Callable[[str, float, str], None]], Any]
 
 
-def train_job(cfg: dict, store_path: str) -> Callable[[Callable[[str, float, str], None]], dict]:
+def experiment_job(cfg: dict, store_path: str) -> Job:
+    """`fn(progress)` running core.experiment.run(cfg) against the store at `store_path`."""
+    return lambda progress: experiment.run(cfg, store=store_for(store_path), progress=progress)
+
+
+def train_job(cfg: dict, store_path: str) -> Job:
     """`fn(progress)` training (or loading) the original and the retrained model."""
     return experiment_job({**cfg, "strategies": []}, store_path)
 
 
-def predictions(cfg: dict, row: dict, st_: RunStore, progress=None, n: int = 16) -> dict:
-    """θ* and unlearned predictions on the first `n` triggered test images for one strategy row."""
-    from core import selection, unlearning
+def curvature_job(cfg: dict, store_path: str) -> Job:
+    """`fn(progress)` computing (or loading) diag H of θ*."""
 
-    loaded = model(cfg, "original", st_)
-    if loaded is None:
-        raise ConfigError("model", "train the original model first (page 2 · Train)")
-    original = private_copy(loaded[0])
-    fs = prepared(cfg).forget_set
-    scores = curvature(cfg, st_) if row["name"] == "saps" else None
-    x_f, y_f = fs.forget
-    mask = selection.build_mask(row["name"], original, fraction=row.get("fraction"),
-                                largest=row.get("largest", True), scores=scores, forget_inputs=x_f,
-                                forget_targets=y_f, inputs=fs.x_train, targets=fs.y_train, seed=cfg["seed"])  # fmt: skip
-    hp = {k: v for k, v in cfg["unlearning"].items() if k != "method"}
-    cb = (lambda i, total, msg: progress("unlearn", i / max(total, 1), msg)) if progress else None
-    new, _ = unlearning.unlearn(original, mask, fs, method=cfg["unlearning"]["method"], seed=cfg["seed"],
-                                progress=cb, **hp)  # fmt: skip
-    x, _ = fs.eval_sets["triggered_test"]
-    x_true = fs.eval_sets["triggered_test_true"][1]
+    def fn(progress: Callable[[str, float, str], None]) -> dict:
+        progress("curvature", 0.0, f"diag H ({cfg['curvature']['method']}) at θ*…")
+        return curvature(cfg, store_for(store_path))
+
+    return fn
+
+
+def estimators_job(cfg: dict, store_path: str) -> Job:
+    """`fn(progress)` ranking every curvature estimator's diag H against the others."""
+    from ui import analysis
+
+    return lambda progress: analysis.estimator_agreement(
+        cfg, lambda c: curvature(c, store_for(store_path)), progress
+    )
+
+
+def deep_eval_job(cfg: dict, store_path: str, models: int) -> Job:
+    """`fn(progress)` running core.deep_eval.forget_quality_run with `models` training seeds."""
+    from core import deep_eval
+
+    return lambda progress: deep_eval.forget_quality_run(cfg, models, store_for(store_path), progress)
+
+
+def predictions_job(cfg: dict, row: dict, store_path: str, key: str) -> Job:
+    """`fn(progress)` returning `predictions` for one strategy row, computed once per `key`."""
+    return lambda progress: shared(key, lambda: predictions(cfg, row, store_for(store_path)))
+
+
+def predictions(cfg: dict, row: dict, st_: RunStore, n: int = 16) -> dict:
+    """θ* and unlearned predictions on the first `n` triggered test images for one strategy row
+    (its mask and method rebuilt by the engine's own core.experiment.apply_strategy)."""
+    from core.artifacts import needs_curvature
     from core.training import predict
 
-    return {"images": x[:n].numpy(), "before": predict(loaded[0], x[:n]).argmax(1).tolist(),
-            "after": predict(new, x[:n]).argmax(1).tolist(), "true": x_true[:n].tolist()}  # fmt: skip
+    original = private_copy(_original(cfg, st_))
+    p = prepared(cfg)
+    method, hp = experiment.unlearning_hparams(cfg, row["method"])
+    need = needs_curvature([row["strategy"]], [(method, hp)])
+    inputs = experiment.shared_inputs(cfg, p, original, curvature=need, store=st_)
+    new, _ = experiment.apply_strategy(
+        row["strategy"], row.get("fraction"), method, hp, p, original, inputs, seed=cfg["seed"]
+    )
+    fs = p.forget_set
+    x, _ = fs.eval_sets["triggered_test"]
+    x_true = fs.eval_sets["triggered_test_true"][1]
+    return {
+        "images": x[:n].numpy(),
+        "before": predict(original, x[:n]).argmax(1).tolist(),
+        "after": predict(new, x[:n]).argmax(1).tolist(),
+        "true": x_true[:n].tolist(),
+    }

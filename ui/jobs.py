@@ -2,10 +2,11 @@
 
 A `Job` is a plain object guarded by a lock; its thread runs `fn(progress)` and never calls
 Streamlit. Each browser session holds at most one job per name in
-`st.session_state["jobs"]`, so a second click while it runs starts nothing. `poll(name)`
-draws the progress bar in a fragment that reruns every 0.5 s; when the job has finished it
-moves the result into `st.session_state["done"][name]` (or the error message into
-`st.session_state["failed"][name]`) and reruns the whole page.
+`st.session_state["jobs"]`, so a second click while it runs starts nothing.
+
+A page calls `follow(name)` once per job: while the job runs it draws the progress bar in a
+fragment that reruns every 0.5 s; when the job has failed it shows the error; when it has
+finished it returns the result (once) so the page can store it.
 """
 
 from __future__ import annotations
@@ -44,17 +45,20 @@ class Job:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {"stage": self.stage, "fraction": self.fraction, "message": self.message,
-                    "done": self.done, "error": self.error,
-                    "seconds": (self.finished or time.perf_counter()) - self.started}  # fmt: skip
+            return {
+                "stage": self.stage,
+                "fraction": self.fraction,
+                "message": self.message,
+                "done": self.done,
+                "error": self.error,
+                "seconds": (self.finished or time.perf_counter()) - self.started,
+            }
 
     def _run(self, fn: Callable[[Progress], Any]) -> None:
         try:
             result = fn(self.progress)
         except SapsError as e:
             self._end(None, str(e))
-        except NotImplementedError as e:
-            self._end(None, f"This step is not available in the engine yet: {e}")
         except Exception as e:  # a bug must still show as a message, never kill the page
             self._end(None, f"{type(e).__name__}: {e}")
         else:
@@ -164,3 +168,11 @@ def show_error(name: str) -> None:
     msg = error(name)
     if msg:
         st.error(msg, icon="🚫")
+
+
+def follow(name: str, *, interval_s: float = 0.5) -> Any:
+    """Everything a page does with job `name`, in one call: its progress bar while it runs,
+    its error once it failed, and its result once it finished (returned once, else None)."""
+    poll(name, interval_s=interval_s)
+    show_error(name)
+    return take(name)

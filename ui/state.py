@@ -20,34 +20,11 @@ from typing import Any
 import streamlit as st
 
 from core import config as core_config
+from ui import choices
 
 # Budget choices of the log-scale fraction slider: 0.1 % … 100 %.
-FRACTIONS: list[float] = [
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0,
-]  # fmt: skip
-
-# Strategy choices as shown to the user -> config entry (a fraction is added for budgeted ones).
-STRATEGY_CHOICES: dict[str, dict[str, Any]] = {
-    "saps": {"name": "saps", "largest": True},
-    "saps_smallest": {"name": "saps", "largest": False},
-    "random": {"name": "random"},
-    "magnitude": {"name": "magnitude"},
-    "gradient": {"name": "gradient"},
-    "fisher": {"name": "fisher"},
-    "last_layer": {"name": "last_layer"},
-    "all": {"name": "all"},
-}
-STRATEGY_LABELS = {
-    "saps": "SAPS (largest diag H)",
-    "saps_smallest": "SAPS (smallest non-zero diag H)",
-    "random": "random subset",
-    "magnitude": "largest |θ|",
-    "gradient": "gradient saliency (SalUn)",
-    "fisher": "Fisher ratio (SSD)",
-    "last_layer": "last layer only",
-    "all": "all parameters",
-}
-UNBUDGETED = {"last_layer", "all"}
+FRACTIONS: list[float] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+# The demo's strategy choices (keys of ui.choices.strategies()).
 DEMO_STRATEGIES = ["saps", "saps_smallest", "random", "gradient", "last_layer", "all"]
 
 # name -> default; the type of the default decides how the URL value is parsed.
@@ -69,8 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "frac": 0.02,
     "largest": True,
     "strategies": list(DEMO_STRATEGIES),
-    "method": core_config.DEFAULTS["unlearning"]["method"],
-    "steps": core_config.DEFAULTS["unlearning"]["steps"],
+    "method": "",  # "" = the scenario's default method (ui.choices.default_method)
+    "steps": 0,  # 0 = the method's own default
+    "deep_models": 16,  # models M per side of the deep evaluation (forget quality)
     "run": 0,  # run id loaded on the Compare page (0 = the session's latest result)
 }
 # Settings that never go to the URL (a server path is local to the machine).
@@ -148,14 +126,18 @@ def from_query(query: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         except ValueError as e:
             problems.append(f"URL parameter {name}={raw!r} ignored ({e})")
     settings["frac"] = snap_fraction(settings["frac"])
-    settings["strategies"] = [s for s in settings["strategies"] if s in STRATEGY_CHOICES]
+    offered = choices.strategies()
+    settings["strategies"] = [s for s in settings["strategies"] if s in offered]
     return settings, problems
 
 
 def to_query(settings: dict[str, Any]) -> dict[str, str]:
     """The settings that differ from the defaults, as URL text."""
-    return {k: format_value(v) for k, v in settings.items()
-            if k in DEFAULTS and k not in NOT_IN_URL and v != DEFAULTS[k]}  # fmt: skip
+    return {
+        k: format_value(v)
+        for k, v in settings.items()
+        if k in DEFAULTS and k not in NOT_IN_URL and v != DEFAULTS[k]
+    }
 
 
 def snap_fraction(value: float) -> float:
@@ -163,17 +145,6 @@ def snap_fraction(value: float) -> float:
     if not isinstance(value, (int, float)) or value <= 0:
         return DEFAULTS["frac"]
     return min(FRACTIONS, key=lambda f: abs(math.log(f) - math.log(value)))
-
-
-def strategy_entries(names: list[str], fraction: float) -> list[dict[str, Any]]:
-    """Config strategy entries for the chosen strategy keys at budget `fraction`."""
-    out = []
-    for name in names:
-        entry = dict(STRATEGY_CHOICES[name])
-        if name not in UNBUDGETED:
-            entry["fraction"] = fraction
-        out.append(entry)
-    return out
 
 
 def scenario_params(s: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +177,8 @@ def build_config(s: dict[str, Any], *, strategies: bool = True) -> dict[str, Any
         "scenario": scenario_params(s),
         "train": {"epochs": s["epochs"]},
         "curvature": {"method": s["curv"], "data": s["curv_data"]},
-        "strategies": strategy_entries(s["strategies"], s["frac"]) if strategies else [],
-        "unlearning": {"method": s["method"], "steps": s["steps"]},
+        "strategies": choices.strategy_entries(s["strategies"], s["frac"]) if strategies else [],
+        "unlearning": choices.unlearning_section(s["method"], s["steps"], scenario_params(s)),
         "retrain": True,
     }
     return cfg
@@ -223,8 +194,13 @@ def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
     sc = dict(cfg.get("scenario") or {})
     if sc:
         s["scenario"] = sc.get("kind", "backdoor")
-        for src, dst in (("size", "size"), ("target", "target"), ("patch", "patch"),
-                         ("class", "forget_class"), ("corruption", "corruption")):  # fmt: skip
+        for src, dst in (
+            ("size", "size"),
+            ("target", "target"),
+            ("patch", "patch"),
+            ("class", "forget_class"),
+            ("corruption", "corruption"),
+        ):
             if isinstance(sc.get(src), (int, str)):
                 s[dst] = sc[src]
         if isinstance(sc.get("indices"), list):
@@ -236,13 +212,12 @@ def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
         s["curv_data"] = cfg["curvature"].get("data", DEFAULTS["curv_data"])
     if "unlearning" in cfg:
         s["method"] = cfg["unlearning"].get("method", DEFAULTS["method"])
-        s["steps"] = cfg["unlearning"].get("steps", DEFAULTS["steps"])
+        s["steps"] = cfg["unlearning"].get("steps", DEFAULTS["steps"]) or 0
     names, fracs = [], []
+    offered = choices.strategies()
     for st_ in cfg.get("strategies") or []:
-        key = (
-            "saps_smallest" if st_.get("name") == "saps" and st_.get("largest") is False else st_.get("name")
-        )
-        if key in STRATEGY_CHOICES and key not in names:
+        key = choices.strategy_key(st_)
+        if key in offered and key not in names:
             names.append(key)
         if st_.get("fraction") is not None:
             fracs.append(st_["fraction"])
@@ -294,8 +269,15 @@ def update(**values: Any) -> None:
             del st.session_state[key]
 
 
-def bind(widget: Callable[..., Any], name: str, label: str, *, to_widget: Callable | None = None,
-         from_widget: Callable | None = None, **kwargs: Any) -> Any:  # fmt: skip
+def bind(
+    widget: Callable[..., Any],
+    name: str,
+    label: str,
+    *,
+    to_widget: Callable | None = None,
+    from_widget: Callable | None = None,
+    **kwargs: Any,
+) -> Any:
     """Draw `widget(label, key="w_<name>_<page>", **kwargs)` bound to setting `name`; returns the value."""
     key = widget_key(name)
     s = settings()
@@ -304,6 +286,23 @@ def bind(widget: Callable[..., Any], name: str, label: str, *, to_widget: Callab
     value = widget(label, key=key, **kwargs)
     s[name] = from_widget(value) if from_widget else value
     return s[name]
+
+
+def choose(name: str, label: str, registry: str, *, note: str = "", **kwargs: Any) -> Any:
+    """A selectbox over a core registry ("datasets", "models", "scenarios", "estimators"), bound
+    to setting `name`: options, labels and help (each entry's description, then `note`) come
+    from the registry."""
+    names = choices.labels(registry)
+    text = choices.describe(registry) + (f"  \n{note}" if note else "")
+    return bind(
+        st.selectbox,
+        name,
+        label,
+        options=list(names),
+        format_func=lambda n: names.get(n, n),
+        help=text,
+        **kwargs,
+    )
 
 
 def sync_query_only() -> None:
@@ -331,10 +330,11 @@ def sidebar() -> None:
             st.page_link(path, label=label, icon=icon)
         s = settings()
         st.divider()
+        method = s["method"] or f"{choices.default_method(scenario_params(s))} (scenario default)"
         st.caption(
             f"**{s['dataset']}** · {s['model']} · {s['scenario']} · seed {s['seed']}  \n"
             f"budget {s['frac']:.1%} ({'largest' if s['largest'] else 'smallest'}) · "
-            f"{s['curv']} · {s['method']}"
+            f"{s['curv']} · {method}"
         )
 
 

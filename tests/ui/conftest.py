@@ -36,12 +36,16 @@ def app(page: str | None = None, **query: str):
 
 
 def wait_job(at, done, timeout_s: float = 90.0):
-    """Rerun the AppTest (like the polling fragment does) until `done(at)` or time runs out."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout_s:
+    """Rerun the AppTest until `done(at)`. Each round waits for the session's running jobs to end
+    (their threads joined: an event, not a guessed sleep), then reruns the script as the polling
+    fragment would."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
         if done(at):
             return at
-        time.sleep(0.3)
+        running = at.session_state["jobs"] if "jobs" in at.session_state else {}
+        for job in list(running.values()):
+            job.thread.join(max(0.0, deadline - time.perf_counter()))
         at.run()
     raise AssertionError(f"job did not finish in {timeout_s} s; errors: {[e.value for e in at.error]}")
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
-from ui import analysis, figures
+from ui import figures
 
 
 def test_tile_conv_dense_bias():
@@ -43,39 +42,81 @@ def test_score_histogram_threshold_line_and_zero_count():
     assert "2 selected" in fig.layout.annotations[0].text
 
 
-def test_threshold_and_counts_agree_with_a_hand_made_mask():
-    scores = {"a": torch.tensor([0.1, -5.0, 2.0]), "b": torch.tensor([[3.0, 0.0]])}
-    mask = {"a": torch.tensor([False, True, False]), "b": torch.tensor([[True, False]])}
-    assert analysis.n_selected(mask) == 2
-    assert analysis.threshold(scores, mask, largest=True) == 3.0
-    assert analysis.threshold(scores, mask, largest=False) == 5.0
-    assert np.allclose(analysis.flat(scores), [0.1, 5.0, 2.0, 3.0, 0.0])
-
-
-def test_rank_and_overlap_matrices():
-    a = np.array([1.0, 2.0, 3.0, 4.0])
-    m = analysis.rank_matrix({"x": a, "y": a**3, "z": -a})
-    assert np.allclose(m, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]])
-    masks = {"p": {"w": torch.tensor([1, 1, 0, 0], dtype=torch.bool)},
-             "q": {"w": torch.tensor([0, 1, 1, 0], dtype=torch.bool)}}  # fmt: skip
-    assert np.allclose(analysis.overlap_matrix(masks), [[1, 1 / 3], [1 / 3, 1]])
+def _s(label, key, **values):
+    return {"label": label, "key": key, **values}
 
 
 def test_comparison_figures():
-    pts = [{"label": "saps", "metrics": {"asr": 0.3, "test_acc": 0.95}},
-           {"label": "all", "metrics": {"asr": None, "test_acc": 0.9}}]  # fmt: skip
+    pts = [
+        _s("SAPS @ 2 %", "saps", metrics={"asr": 0.3, "test_acc": 0.95}),
+        _s("all parameters", "all", metrics={"asr": None, "test_acc": 0.9}),
+    ]
     fig = figures.tradeoff(
         pts, original={"asr": 0.97, "test_acc": 0.98}, retrained={"asr": 0.01, "test_acc": 0.97}
     )
-    assert [t.name for t in fig.data] == ["saps", "original θ*", "retrained (target)"]
+    assert [t.name for t in fig.data] == ["SAPS @ 2 %", "original θ*", "retrained (target)"]
     budget = figures.metric_vs_budget(
-        [{"strategy": "saps", "fraction": 0.1, "metrics": {"asr": 0.2}},
-         {"strategy": "saps", "fraction": 0.01, "metrics": {"asr": 0.5}}], "asr", reference=0.0)  # fmt: skip
+        [
+            _s("SAPS", "saps", fraction=0.1, metrics={"asr": 0.2}),
+            _s("SAPS", "saps", fraction=0.01, metrics={"asr": 0.5}),
+        ],
+        "asr",
+        reference=0.0,
+    )
     assert list(budget.data[0].x) == [0.01, 0.1] and list(budget.data[0].y) == [0.5, 0.2]
-    bars = figures.metric_bars({"m": {"test_acc": 0.9, "asr": None}}, ["test_acc", "asr"])
+    bars = figures.metric_bars([_s("m", "saps", metrics={"test_acc": 0.9, "asr": None})], ["test_acc", "asr"])
     assert list(bars.data[0].y) == [0.9]
-    curves = figures.unlearning_curves({"s": {"step": [0, 1], "asr": [0.9, 0.1]}}, ("asr",))
+    curves = figures.unlearning_curves([_s("s", "saps", curve={"step": [0, 1], "asr": [0.9, 0.1]})], ("asr",))
     assert list(curves.data[0].y) == [0.9, 0.1]
+
+
+def test_full_cost_bars_stack_selection_under_update_with_retraining_dashed():
+    series = [
+        _s("SAPS @ 2 %", "saps", select=1.5, update=0.5),
+        _s("all parameters", "all", select=0.0, update=2.0),
+    ]
+    fig = figures.cost_bars(series, retrain_seconds=10.0, title="full cost")
+    select, update, totals = fig.data
+    assert fig.layout.barmode == "stack"
+    assert list(select.y) == [1.5, 0.0] and list(update.y) == [0.5, 2.0]
+    assert select.marker.pattern.shape == "/" and not update.marker.pattern.shape
+    assert list(totals.y) == [2.0, 2.0] and list(totals.text) == ["2.00 s", "2.00 s"]
+    # one colour per strategy on both parts, the strategy's own
+    assert (
+        list(select.marker.color)
+        == list(update.marker.color)
+        == [figures.color("saps"), figures.color("all")]
+    )
+    line = fig.layout.shapes[0]
+    assert (
+        line.y0 == 10.0 and line.line.dash == "dash" and "retraining: 10.00" in fig.layout.annotations[0].text
+    )
+    amortized = figures.amortized_bars([_s("SAPS @ 2 %", "saps", amortized=0.4)], retrain_seconds=10.0)
+    assert list(amortized.data[0].y) == [0.4] and "amortized" in amortized.layout.title.text
+
+
+def test_relearn_curves_one_line_per_model_retrained_dashed():
+    curve = {"steps": [0, 1, 2, 5, 10, 20], "value": [0.1, 0.2, 0.4, 0.6, 0.8, 0.9]}
+    series = [
+        _s("original θ*", "original", curve=curve),
+        _s("retrained", "retrained", curve=curve),
+        _s("SAPS @ 2 %", "saps", curve=curve),
+        _s("no curve", "all", curve=None),
+    ]
+    fig = figures.relearn_curves(series, y_title="attack success rate (%)")
+    assert [t.name for t in fig.data] == ["original θ*", "retrained", "SAPS @ 2 %"]
+    assert [t.line.dash for t in fig.data] == ["solid", "dash", "solid"]
+    assert list(fig.data[2].x) == curve["steps"] and list(fig.data[2].y) == curve["value"]
+    assert (
+        fig.layout.xaxis.title.text == "relearning steps"
+        and fig.layout.yaxis.title.text == "attack success rate (%)"
+    )
+
+
+def test_forget_quality_bars_with_the_original_as_reference():
+    fig = figures.forget_quality_bars([_s("SAPS @ 2 %", "saps", value=0.4)], original=0.05, models=16)
+    assert list(fig.data[0].y) == [0.4] and "M = 16" in fig.layout.title.text
+    assert fig.layout.shapes[0].y0 == 0.05 and fig.layout.shapes[0].line.color == figures.color("original")
 
 
 def test_images_and_misc():
@@ -102,28 +143,50 @@ def _colors_by_name(fig: go.Figure) -> dict[str, str]:
 
 
 def test_a_strategy_has_the_same_colour_in_every_figure():
+    """Colours follow the key carried on rows, never the label text or the position in a figure."""
     m = {"test_acc": 0.9, "asr": 0.2}
-    # different orders and label spellings in two figures of two pages
-    bars = figures.metric_bars({"original θ*": m, "retrained": m, "saps": m, "random": m, "all": m},
-                               ["test_acc", "asr"])  # fmt: skip
-    trade = figures.tradeoff([{"label": "all", "metrics": m}, {"label": "random @ 2.0%", "metrics": m},
-                              {"label": "saps @ 2.0%", "metrics": m}], original=m, retrained=m)  # fmt: skip
+    bars = figures.metric_bars(
+        [
+            _s("original θ*", "original", metrics=m),
+            _s("retrained", "retrained", metrics=m),
+            _s("SAPS", "saps", metrics=m),
+            _s("random", "random", metrics=m),
+        ],
+        ["test_acc", "asr"],
+    )
+    trade = figures.tradeoff(
+        [
+            _s("random (live) @ 2 %", "random", metrics=m),
+            _s("SAPS (largest diag H) @ 2 %", "saps", metrics=m),
+        ],
+        original=m,
+        retrained=m,
+    )
     a, b = _colors_by_name(bars), _colors_by_name(trade)
-    assert a["saps"] == b["saps @ 2.0%"] == figures.STRATEGY_COLORS["saps"]
-    assert a["random"] == b["random @ 2.0%"] and a["all"] == b["all"]
+    assert a["SAPS"] == b["SAPS (largest diag H) @ 2 %"] == figures.STRATEGY_COLORS["saps"]
+    assert a["random"] == b["random (live) @ 2 %"]
     assert a["original θ*"] == b["original θ*"] and a["retrained"] == b["retrained (target)"]
-    curves = figures.unlearning_curves({"gradient": {"step": [0, 1], "asr": [1, 0]},
-                                        "saps (smallest)": {"step": [0, 1], "asr": [1, 0]}}, ("asr",))  # fmt: skip
-    budget = figures.metric_vs_budget([{"strategy": "saps (smallest)", "fraction": 0.1, "metrics": {"asr": 0.2}},
-                                       {"strategy": "gradient", "fraction": 0.1, "metrics": {"asr": 0.5}}], "asr")  # fmt: skip
+    curve = {"step": [0, 1], "asr": [1, 0]}
+    curves = figures.unlearning_curves(
+        [_s("G", "gradient", curve=curve), _s("S", "saps_smallest", curve=curve)], ("asr",)
+    )
+    budget = figures.metric_vs_budget(
+        [
+            _s("S2", "saps_smallest", fraction=0.1, metrics={"asr": 0.2}),
+            _s("G2", "gradient", fraction=0.1, metrics={"asr": 0.5}),
+        ],
+        "asr",
+    )
     c, d = _colors_by_name(curves), _colors_by_name(budget)
-    assert c["gradient"] == d["gradient"] and c["saps (smallest)"] == d["saps (smallest)"]
-    assert figures.strategy_color("saps_smallest") == c["saps (smallest)"]
-    seconds = figures.strategy_bars(["gradient @ 2.0%", "saps @ 2.0%"], [1.0, 2.0], title="s")
-    assert list(seconds.data[0].marker.color) == [c["gradient"], a["saps"]]
-    # every named strategy has its own colour; an unknown label gets a stable one
+    assert c["G"] == d["G2"] == figures.color("gradient") and c["S"] == d["S2"] == figures.color(
+        "saps_smallest"
+    )
+    assert figures.color("saps_smallest") != figures.color("saps")
+    seconds = figures.strategy_bars([_s("g", "gradient", value=1.0), _s("s", "saps", value=2.0)], title="s")
+    assert list(seconds.data[0].marker.color) == [c["G"], a["SAPS"]]
+    # every named strategy has its own colour; an unknown key gets a stable one of its text
     assert len(set(figures.STRATEGY_COLORS.values())) == len(figures.STRATEGY_COLORS)
-    assert figures.strategy_color("new_one") == figures.strategy_color("new_one @ 5%")
+    assert figures.color("new_one") == figures.color("new_one") in figures._FALLBACK
 
 
 def test_conv_weights_are_drawn_as_separate_filter_tiles():
@@ -153,7 +216,10 @@ def test_unlearning_curves_per_metric_panel_with_the_retrained_level():
     rows = [{"step": 0, "test_acc": 0.98, "asr": 0.9}, {"step": 5, "test_acc": 0.97, "asr": 0.1}]
     assert figures.curve_columns(rows) == {"step": [0, 5], "test_acc": [0.98, 0.97], "asr": [0.9, 0.1]}
     assert figures.curve_columns(None) == {} and figures.curve_columns({"step": [0, 1]}) == {}
-    curves = {"saps": figures.curve_columns(rows), "random": {"step": [0, 5], "test_acc": [0.98, 0.9]}}
+    curves = [
+        _s("saps", "saps", curve=figures.curve_columns(rows)),
+        _s("random", "random", curve={"step": [0, 5], "test_acc": [0.98, 0.9]}),
+    ]
     fig = figures.unlearning_curves(curves, ("test_acc", "retain_acc", "asr"), reference={"asr": 0.02})
     # retain_acc has no values: two panels; one legend entry per strategy
     assert [a.text for a in fig.layout.annotations][:2] == ["test accuracy", "attack success rate"]
@@ -165,28 +231,33 @@ def test_unlearning_curves_per_metric_panel_with_the_retrained_level():
 
 
 def test_retrained_references_are_labelled_and_axes_have_units():
-    pts = [{"strategy": "saps", "fraction": 0.02, "metrics": {"relearn_asr": 1.0}}]
-    fig = figures.metric_vs_budget(pts, "relearn_asr", reference=0.94)
+    pts = [_s("SAPS", "saps", fraction=0.02, metrics={"relearn_success": 1.0})]
+    fig = figures.metric_vs_budget(pts, "relearn_success", reference=0.94)
     ref = fig.data[-1]
     assert ref.line.dash == "dash" and ref.name == "retrained model, same relearning attack: 94.0%"
-    assert list(ref.y) == [0.94, 0.94] and fig.layout.yaxis.title.text == "ASR after relearning (%)"
+    assert (
+        list(ref.y) == [0.94, 0.94] and fig.layout.yaxis.title.text == "attack success after relearning (%)"
+    )
     assert "budget" in fig.layout.xaxis.title.text
-    secs = figures.strategy_bars(["saps @ 2.0%", "all"], [2.0, 2.5], title="t", fmt=".2f",
-                                 y_title="wall-clock seconds", reference=13.6, reference_label="retraining")  # fmt: skip
+    secs = figures.strategy_bars(
+        [_s("SAPS @ 2 %", "saps", value=2.0), _s("all", "all", value=2.5)],
+        title="t",
+        fmt=".2f",
+        y_title="wall-clock seconds",
+        reference=13.6,
+        reference_label="retraining",
+    )
     line = secs.layout.shapes[0]
     assert line.y0 == 13.6 and line.line.dash == "dash"
-    assert line.line.color == figures.strategy_color("retrained") not in list(secs.data[0].marker.color)
+    assert line.line.color == figures.color("retrained") not in list(secs.data[0].marker.color)
     assert secs.layout.annotations[0].text == "retraining: 13.60"
     assert secs.layout.yaxis.title.text == "wall-clock seconds" and secs.layout.yaxis.range[1] > 13.6
     trade = figures.tradeoff([], original={"asr": 0.9, "test_acc": 0.9})
     assert trade.layout.xaxis.title.text.startswith("attack success rate (%)")
 
 
-def test_metric_labels_name_keys_the_engine_emits():
-    """Every labelled metric is one core.metrics.evaluate returns (a typo drops the label)."""
-    from core import metrics
-
-    emitted = set(metrics.METRIC_KEYS) | set(metrics.EXTRA_KEYS)
-    extra = {"backdoor_removal", "restored_pct", "test_acc_drop", "seconds", "retrain_ratio"}
-    assert set(figures.METRIC_LABELS) <= emitted | extra
-    assert figures.PERCENT_KEYS <= emitted | extra
+def test_axis_titles_carry_the_units_of_core_metrics_info():
+    assert figures.axis_title("asr") == "attack success rate (%)"
+    assert figures.axis_title("poison_fit_auc") == "poison fit AUC (0–1)"
+    assert figures.axis_title("kl_to_retrained") == "KL to retrained (nats)"
+    assert figures.tick_format("test_acc") == ".1%" and figures.tick_format("mia_auc") is None

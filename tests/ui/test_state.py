@@ -23,11 +23,26 @@ def test_defaults_make_no_query_and_a_valid_config():
 
 
 def test_query_round_trip():
-    s = dict(state.DEFAULTS, frac=0.1, largest=False, curv="hutchinson", strategies=["saps", "all"],
-             scenario="indices", indices=[3, 5, 8], seed=7)  # fmt: skip
+    s = dict(
+        state.DEFAULTS,
+        frac=0.1,
+        largest=False,
+        curv="hutchinson",
+        strategies=["saps", "all"],
+        scenario="indices",
+        indices=[3, 5, 8],
+        seed=7,
+    )
     q = state.to_query(s)
-    assert q == {"frac": "0.1", "largest": "0", "curv": "hutchinson", "strategies": "saps,all",
-                 "scenario": "indices", "indices": "3,5,8", "seed": "7"}  # fmt: skip
+    assert q == {
+        "frac": "0.1",
+        "largest": "0",
+        "curv": "hutchinson",
+        "strategies": "saps,all",
+        "scenario": "indices",
+        "indices": "3,5,8",
+        "seed": "7",
+    }
     back, problems = state.from_query(q)
     assert problems == []
     assert {k: back[k] for k in q} == {k: s[k] for k in q}
@@ -42,11 +57,23 @@ def test_bad_query_values_are_reported_not_raised():
 
 def test_settings_from_config_inverts_build_config():
     s = dict(
-        state.DEFAULTS, frac=0.05, strategies=["saps_smallest", "random"], method="second_order", steps=7
+        state.DEFAULTS, frac=0.05, strategies=["saps_smallest", "random"], method="masked_finetune", steps=7
     )
     back = state.settings_from_config(state.build_config(s))
     for k in ("frac", "strategies", "method", "steps", "dataset", "scenario", "size", "target"):
         assert back[k] == s[k], k
+
+
+def test_method_and_steps_reach_the_config_only_where_they_apply():
+    """ "" = the scenario's default method (written by normalize); steps only to a method taking them."""
+    cfg = core_config.normalize(state.build_config(state.DEFAULTS))
+    assert cfg["unlearning"]["method"] == "masked_finetune"  # backdoor's default
+    removal = core_config.normalize(state.build_config(dict(state.DEFAULTS, scenario="random_samples")))
+    assert removal["unlearning"]["method"] == "neggrad"
+    assert state.build_config(dict(state.DEFAULTS, method="second_order", steps=7))["unlearning"] == {
+        "method": "second_order"
+    }
+    assert state.build_config(dict(state.DEFAULTS, steps=7))["unlearning"] == {"steps": 7}
 
 
 def test_fraction_snapping():

@@ -195,7 +195,8 @@ def verdict_text(stat: Mapping, words: tuple[str, str] = ("ahead", "behind")) ->
     if stat["verdict"] == "no data":
         return "no paired seeds"
     if stat["n"] and smallest_p(stat["n"]) >= ALPHA:
-        return f"not significant (with n = {stat['n']} pairs no p below {ALPHA:g} is possible)"
+        pairs = "pair" if stat["n"] == 1 else "pairs"
+        return f"not significant (with n = {stat['n']} {pairs} no p below {ALPHA:g} is possible)"
     return "not significant"
 
 

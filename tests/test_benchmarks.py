@@ -201,3 +201,49 @@ def test_report_says_when_costs_leave_out_selection():
     an = cr.analyze(recs, main="backdoor_removal", expected=len(recs), references={})
     assert not an["full_cost"]
     assert any("leave out selection" in s for s in cr.reading("x", an, "masked_finetune"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid: valid configs, the cell count it promises, one configuration id per cell
+
+
+def test_grid_configs_are_valid_and_ids_unique():
+    from benchmarks import saps_claims as sc
+
+    for name, scen in sc.SCENARIOS.items():
+        specs = [s for cfg in sc.sweep_configs(name, 3) for s in sc.cell_specs(cfg)]
+        fr, grid, extra = len(scen["fractions"]), len(scen["grid"]), len(scen["extra"])
+        # grid methods: 12 SAPS readings (3 curvature data × global/per layer × largest/smallest)
+        # and 4 baselines at every budget, 2 fixed masks; extra methods: 2 readings + 4 baselines
+        assert len(specs) == grid * (16 * fr + 2) + extra * (6 * fr + 2)
+        ids = [sc.describe(s)["id"] for s in specs]
+        assert len(set(ids)) == len(ids)
+        assert {s["seed"] for s in specs} == {3}
+        if scen["target_by_seed"]:
+            assert {s["scenario"]["target"] for s in specs} == {3}
+        data = {sc.describe(s)["family"].split(":")[-1] for s in specs if s["strategy"]["name"] == "saps"}
+        assert data == {"full", "forget", "corrected"}
+
+
+def test_flatten_reads_full_cost_and_amortized_ratio():
+    from benchmarks import saps_claims as sc
+
+    spec = sc.cell_specs(sc.sweep_configs("digits-backdoor", 0)[0])[0]
+    row = {
+        "metrics": {
+            "backdoor_removal": 0.5,
+            "relearn_gap": 0.2,
+            "relearn_curve": {"steps": [0, 20], "value": [0.1, 0.4]},
+        },
+        "seconds": 2.0,
+        "seconds_select": 1.5,
+        "seconds_update": 0.5,
+        "seconds_amortized": 0.5,
+        "seconds_select_parts": {"curvature": 1.4},
+        "retrain_ratio": 0.2,
+        "seconds_reference": {"retrain": 10.0},
+    }
+    rec = sc.flatten(spec, row)
+    assert rec["full_cost"] and rec["backdoor_removal"] == 0.5 and rec["relearn_curve"] == [0.1, 0.4]
+    assert rec["amortized_ratio"] == pytest.approx(0.05) and rec["curvature_ratio"] == pytest.approx(0.14)
+    assert not sc.flatten(spec, {"metrics": {}, "seconds": 1.0})["full_cost"]

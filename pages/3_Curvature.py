@@ -137,7 +137,6 @@ if scores is not None and cfg is not None:
 
     st.subheader("Do estimators agree?")
     e1, _ = st.columns(2)
-    e1.markdown("**Estimators**: Spearman rank correlation of the scores of every curvature estimator.")
     help_est = "Computes diag H with every estimator (store-cached) and ranks them against each other."
     if e1.button("Compare estimators", key="cmp_est", disabled=jobs.running("estimators"), help=help_est):
         jobs.start("estimators", cache.estimators_job(cfg, str(store.root)))
@@ -145,9 +144,8 @@ if scores is not None and cfg is not None:
         if (est := jobs.follow("estimators")) is not None:
             st.session_state["estimators"] = est
     if est := st.session_state.get("estimators"):
-        fig = figures.matrix(
-            est["matrix"], est["names"], title="rank correlation", zmin=-1, colorscale="RdBu"
-        )
+        title = "Spearman rank correlation of the scores"
+        fig = figures.matrix(est["matrix"], est["names"], title=title, zmin=-1, colorscale="RdBu")
         e1.plotly_chart(fig, width="stretch", key="est_matrix")
 
 state.sync_url()

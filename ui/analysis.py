@@ -152,7 +152,7 @@ def table(result: dict) -> list[dict]:
             out["seconds"] = secs.get("train" if s["key"] == "original" else "retrain")
         else:
             out.update({k: row.get(k) for k in ROW_COLUMNS})
-            out["note"] = "; ".join(row_notes(row)) or None
+            out["note"] = "; ".join(row_notes(row))
         rows.append(out)
     return rows
 
@@ -175,7 +175,7 @@ def unlearn_table(result: dict) -> list[dict]:
             "selected": r.get("n_selected"),
             **{k: r["metrics"].get(k) for k in ("test_acc", "forget_acc", "asr")},
             "seconds": r.get("seconds"),
-            "note": "; ".join(row_notes(r)) or None,
+            "note": "; ".join(row_notes(r)),
         }
         for r in result["strategies"]
     ]

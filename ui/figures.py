@@ -814,7 +814,8 @@ def cost_bars(series: Sequence[Series], *, retrain_seconds: float | None, title:
     if retrain_seconds:
         _reference_line(fig, retrain_seconds, "retraining", "retrained", ".2f")
     top = max([*totals, retrain_seconds or 0.0, 1e-9])
-    fig.update_layout(barmode="stack", legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0))
+    legend = dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1, traceorder="normal")
+    fig.update_layout(barmode="stack", legend=legend)
     fig.update_yaxes(title="wall-clock seconds", range=[0, top * 1.2])
     fig.update_xaxes(title="strategy @ budget")
     return _layout(fig, title, 360)
@@ -860,8 +861,9 @@ def amortized_bars(series: Sequence[Series], *, retrain_seconds: float | None) -
 
 
 def forget_quality_bars(series: Sequence[Series], *, original: float, models: int) -> go.Figure:
-    """Forget quality per strategy (series: {"label", "key", "value"}) with θ*'s as a dashed line."""
-    return strategy_bars(
+    """Forget quality per strategy (series: {"label", "key", "value"}) with θ*'s as a dashed line,
+    on its whole 0–1 scale (1 = indistinguishable from retraining)."""
+    fig = strategy_bars(
         series,
         title=f"forget quality, M = {models} models per side",
         y_title="forget quality (0–1, retrained = best)",
@@ -869,6 +871,7 @@ def forget_quality_bars(series: Sequence[Series], *, original: float, models: in
         reference_label="original θ*",
         reference_key="original",
     )
+    return fig.update_yaxes(range=[0, 1.1])
 
 
 def to_html(figs: dict[str, go.Figure], title: str = "SAPS comparison") -> str:

@@ -26,17 +26,47 @@ def test_home_renders(page, app_url, artifacts):
 
 
 def test_demo_then_every_page_and_the_slider(page, app_url, artifacts):
-    page.goto(app_url)
+    page.goto(f"{app_url}/?deep_models=3")  # a small deep evaluation keeps CI time sane (default M = 16)
     wait_idle(page)
     button(page, "Run the demo").click()
     expect(page.locator('[data-testid="stProgress"]').first).to_be_visible(timeout=15_000)
     shot(page, artifacts, "home_progress")
-    page.wait_for_url("**/Compare**", timeout=180_000)
+    page.wait_for_url("**/Compare**", timeout=240_000)
     page.get_by_role("heading", name="5 · Compare").wait_for()
     wait_idle(page)
-    expect(page.get_by_text("utility vs forgetting").first).to_be_visible(timeout=20_000)
+    for title in (
+        "utility vs forgetting",
+        "full cost per strategy",
+        "amortized cost",
+        "relearning attack",
+        "poison fit and membership",
+    ):
+        expect(page.get_by_text(title).first).to_be_visible(timeout=20_000)
+    # full cost: selection stacked under the update, retraining as the dashed reference
+    expect(page.get_by_text("selection (hatched)").first).to_be_visible()
+    expect(page.get_by_text("retraining:").first).to_be_visible()
+    # relearning curves for θ*, the retrained model and the strategies
+    relearn = page.locator('[data-testid="stPlotlyChart"]', has_text="relearning attack")
+    expect(relearn.get_by_text("original θ*").first).to_be_visible()
+    expect(relearn.get_by_text("retrained").first).to_be_visible()
+    # the two AUCs under their own names, with what each measures
+    privacy = page.locator('[data-testid="stPlotlyChart"]', has_text="poison fit and membership")
+    expect(privacy.get_by_text("poison fit AUC").first).to_be_visible()
+    expect(privacy.get_by_text("membership AUC").first).to_be_visible()
+    expect(page.get_by_text("lower = forgotten, retrained ≈ 0").first).to_be_visible()
     no_exceptions(page)
     shot(page, artifacts, "compare")
+
+    # deep evaluation: a background job with progress, then forget quality per strategy vs θ*
+    button(page, "Deep evaluation").click()
+    expect(page.locator('[data-testid="stProgress"]').first).to_be_visible(timeout=15_000)
+    expect(page.get_by_text("forget quality, M = 3").first).to_be_visible(timeout=420_000)
+    wait_idle(page)
+    quality = page.locator('[data-testid="stPlotlyChart"]', has_text="forget quality, M = 3")
+    expect(quality.get_by_text("original θ*").first).to_be_visible()
+    no_exceptions(page)
+    quality.scroll_into_view_if_needed()
+    shot(page, artifacts, "compare_deep_evaluation")
 
     for title in PAGES:
         open_page(page, title)
@@ -64,6 +94,6 @@ def test_shared_link_reproduces_the_view(page, app_url):
     page.goto(f"{app_url}/Unlearn?frac=0.1&method=second_order&strategies=saps,all")
     wait_idle(page)
     expect(page.get_by_text("10.0%").first).to_be_visible()
-    expect(page.get_by_text("second_order").first).to_be_visible()
+    expect(page.get_by_text("Second order (solved)").first).to_be_visible()  # the registry's label
     assert "frac=0.1" in page.url and "method=second_order" in page.url
     no_exceptions(page)

@@ -125,7 +125,7 @@ def test_table_and_csv_have_one_row_per_model_and_every_scalar_metric():
     assert rows[0]["seconds"] == 3.0 and rows[1]["seconds"] == 10.0
     assert rows[2]["mia_auc"] == 0.6 and rows[3]["mia_auc"] is None and rows[0]["mia_auc"] is None
     assert "relearn_curve" not in rows[2]  # curves are charts, not cells
-    assert rows[2]["note"] == "no parameter changed: θ* unchanged" and rows[3]["note"] is None
+    assert rows[2]["note"] == "no parameter changed: θ* unchanged" and rows[3]["note"] == ""
     assert rows[2]["seconds"] == 1.5 and rows[2]["retrain_ratio"] == 0.15
     back = list(csv.DictReader(io.StringIO(analysis.to_csv(rows))))
     assert len(back) == 4 and back[2]["mia_auc"] == "0.6" and back[2]["model"] == rows[2]["model"]

@@ -116,6 +116,7 @@ def test_relearn_curves_one_line_per_model_retrained_dashed():
 def test_forget_quality_bars_with_the_original_as_reference():
     fig = figures.forget_quality_bars([_s("SAPS @ 2 %", "saps", value=0.4)], original=0.05, models=16)
     assert list(fig.data[0].y) == [0.4] and "M = 16" in fig.layout.title.text
+    assert list(fig.layout.yaxis.range) == [0, 1.1]  # the whole scale, also when every value is 0
     assert fig.layout.shapes[0].y0 == 0.05 and fig.layout.shapes[0].line.color == figures.color("original")
 
 

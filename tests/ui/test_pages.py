@@ -326,11 +326,6 @@ def _stored_run():
     return run_id, result
 
 
-def _empty(cell) -> bool:
-    """A table cell with no value (a dataframe shows None as NaN)."""
-    return cell is None or cell != cell
-
-
 def test_compare_loads_a_stored_run_from_the_url():
     run_id, result = _stored_run()
     at = app("pages/5_Compare.py", run=str(run_id))
@@ -356,7 +351,7 @@ def test_compare_shows_full_costs_relearning_privacy_and_honesty_notes():
     flagged = result["strategies"][1]["label"]
     assert any(flagged in w.value and "θ* unchanged" in w.value for w in at.warning)
     notes = dict(zip(at.dataframe[0].value["model"], at.dataframe[0].value["note"]))
-    assert "guard: unchanged" in notes[flagged] and _empty(notes[result["strategies"][0]["label"]])
+    assert "guard: unchanged" in notes[flagged] and notes[result["strategies"][0]["label"]] == ""
     captions = " ".join(c.value for c in at.caption)
     assert "Poison fit AUC" in captions and "lower = forgotten, retrained ≈ 0" in captions
     assert "members" in captions and "test images" in captions

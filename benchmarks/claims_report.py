@@ -39,11 +39,22 @@ NUMERIC = (
     "curvature_ratio",
     "dead_selected",
     "n_selected",
+    "unchanged",
 )
 BASELINES = ("random", "magnitude", "gradient", "fisher")
 DROP_LIMIT = 0.02  # a chosen configuration may cost at most this much test accuracy (selection mean)
 COST_LIMIT = 0.10  # the cheap tier: full cost ≤ 10 % of retraining (selection mean)
 PAPER_FAMILY = "saps:largest:global:full"  # the abstract's reading: largest diag H on the training data
+
+
+def esc(text: str) -> str:
+    """A markdown table cell: labels such as 'magnitude |θ|' keep their bars."""
+    return text.replace("|", "\\|")
+
+
+def method_order(methods: set[str], default: str) -> list[str]:
+    """The default method first, then the others by name."""
+    return sorted(methods, key=lambda m: (m != default, m))
 
 
 def pct(f: float | None) -> str:
@@ -287,6 +298,20 @@ def reading(name: str, an: dict, default_method: str) -> list[str]:
             f"comparisons: {len(majority)} of {len(families)}"
             + (f" ({', '.join(majority)})." if majority else ".")
         )
+    unchanged = Counter()
+    total = Counter()
+    for c in an["configs"]:
+        u = c["summary"]["unchanged"]
+        if u["mean"] is not None:
+            unchanged[c["method"]] += round(u["mean"] * u["n"])
+            total[c["method"]] += u["n"]
+    if total:
+        lines.append(
+            "Cells where the method returned θ* unchanged (no step size passed the validation guard, or "
+            "an unconverged solve was not applied): "
+            + ", ".join(f"{m} {unchanged[m]} of {total[m]}" for m in sorted(total))
+            + "."
+        )
     refs = an["references"]
     gaps = [r["relearn_gap_original"] for r in refs.values() if cs.finite(r.get("relearn_gap_original"))]
     paper_rows = [c for c in an["configs"] if c["family"] == PAPER_FAMILY and c["method"] == default_method]
@@ -336,7 +361,7 @@ def paper_table(an: dict, method: str) -> list[str]:
     if not ps:
         return []
     out = [
-        f"| {ps[0]['a']} − … ({method}, {label}) | " + " | ".join(pct(f) for f in fracs) + " |",
+        f"| {esc(ps[0]['a'])} − … ({method}, {label}) | " + " | ".join(pct(f) for f in fracs) + " |",
         "|---" * (len(fracs) + 1) + "|",
     ]
     for base in BASELINES:
@@ -352,7 +377,7 @@ def paper_table(an: dict, method: str) -> list[str]:
                 continue
             mark = {"better": f" **{words[0]}**", "worse": f" **{words[1]}**"}.get(p["verdict"], "")
             cells.append(f"{cs.interval(p, digits)}, {cs.pvalue(p['p'])}, n {p['n']}{mark}")
-        out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append(f"| {esc(name)} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -374,7 +399,7 @@ def counts_table(an: dict, measure: str, method: str | None = None) -> list[str]
             cells.append(
                 "–" if not c else f"{c['better']} / {c['worse']} / {c['not significant'] + c['no data']}"
             )
-        out.append(f"| {labels[fam]} | " + " | ".join(cells) + " |")
+        out.append(f"| {esc(labels[fam])} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -390,7 +415,7 @@ def config_table(an: dict, method: str) -> list[str]:
     head = f"| configuration | budget | n | {label} |"
     if main == "restored_pct":
         head += " test images behind it |"
-    head += f" {curve_head} | relearn gap | test-acc drop | full cost / retrain | amortized / retrain | dead selected |"
+    head += f" {curve_head} | relearn gap | test-acc drop | full cost / retrain | amortized / retrain | dead selected | θ* returned unchanged |"
     out = [head, "|---" * (head.count("|") - 1) + "|"]
     for c in rows:
         s = c["summary"]
@@ -406,8 +431,9 @@ def config_table(an: dict, method: str) -> list[str]:
             _fmt(s["retrain_ratio"], 3),
             _fmt(s["amortized_ratio"], 3),
             _fmt(s["dead_selected"], 0),
+            "–" if s["unchanged"]["mean"] is None else f"{100 * s['unchanged']['mean']:.0f} %",
         ]
-        out.append("| " + " | ".join(cells) + " |")
+        out.append("| " + " | ".join(esc(c) for c in cells) + " |")
     return out
 
 

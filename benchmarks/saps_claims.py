@@ -193,6 +193,7 @@ def flatten(spec: dict, row: dict) -> dict:
         guard_failed=log.get("guard_failed"),
         converged=log.get("converged"),
         changed=log.get("changed"),
+        unchanged=None if log.get("changed") is None else float(not log["changed"]),
         full_cost="seconds_select" in row,
     )
     return rec
@@ -317,13 +318,13 @@ def report(results: dict, info: dict) -> str:
         ]
         lines += cr.reference_table(an) + [""]
         lines += ["### The paper's reading against each baseline", ""]
-        for method in sorted({c["method"] for c in an["configs"]}):
+        for method in cr.method_order({c["method"] for c in an["configs"]}, DEFAULT_METHOD):
             t = cr.paper_table(an, method)
             lines += (t + [""]) if t else []
         lines += ["### Every SAPS reading against each baseline (counts over budgets and methods)", ""]
         for measure in (an["main"], "relearn_gap", "retrain_ratio"):
             lines += cr.counts_table(an, measure) + [""]
-        for method in sorted({c["method"] for c in an["configs"]}):
+        for method in cr.method_order({c["method"] for c in an["configs"]}, DEFAULT_METHOD):
             lines += [f"<details><summary>All configurations, {method}</summary>", ""]
             lines += cr.config_table(an, method) + ["", "</details>", ""]
     return "\n".join(lines)

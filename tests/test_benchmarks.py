@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -161,6 +162,7 @@ def _records(seeds=range(10), fractions=(0.01, 0.05), method="masked_finetune"):
                         "relearn_gap": 0.5,
                         "test_acc_drop": 0.0,
                         "retrain_ratio": 0.2 if fam.startswith("saps") else 0.05,
+                        "unchanged": float(fam == "random" and f == 0.05),
                         "relearn_curve": [0.0, 0.5],
                         "relearn_steps": [0, 20],
                         "full_cost": True,
@@ -194,6 +196,17 @@ def test_report_sentences_follow_synthetic_numbers():
     assert an["split"]["tiers"]["≤ 10 % of retraining"]["saps"] is None
     table = "\n".join(cr.paper_table(an, "masked_finetune"))
     assert "**ahead**" in table and "**behind**" in table
+    assert "returned θ* unchanged" in text and "masked_finetune 10 of 60" in text
+    # a label with bars stays one table cell
+    bars = [{**r, "label": "magnitude |θ|"} if r["family"] == "magnitude" else r for r in recs]
+    rows = cr.config_table(
+        cr.analyze(bars, main="backdoor_removal", expected=0, references={}), "masked_finetune"
+    )
+
+    def bars_in(row):
+        return len(re.findall(r"(?<!\\)\|", row))
+
+    assert [bars_in(r) for r in rows if "magnitude" in r] == [bars_in(rows[0])] * 2
 
 
 def test_report_says_when_costs_leave_out_selection():

@@ -348,9 +348,10 @@ def reading(name: str, an: dict, default_method: str) -> list[str]:
     return lines
 
 
-def paper_table(an: dict, method: str) -> list[str]:
-    """Markdown: the paper's reading − each baseline per budget (main measure), diff [CI], p, n."""
-    main = an["main"]
+def paper_table(an: dict, method: str, measure: str | None = None) -> list[str]:
+    """Markdown: the paper's reading − each baseline per budget on `measure` (default: the
+    scenario's main measure), diff [CI], p, n."""
+    main = measure or an["main"]
     label, _, digits, words = MEASURES[main]
     ps = [
         p

@@ -330,8 +330,9 @@ def report(results: dict, info: dict) -> str:
         lines += cr.reference_table(an) + [""]
         lines += ["### The paper's reading against each baseline", ""]
         for method in cr.method_order({c["method"] for c in an["configs"]}, DEFAULT_METHOD):
-            t = cr.paper_table(an, method)
-            lines += (t + [""]) if t else []
+            for measure in (an["main"], "relearn_gap"):
+                t = cr.paper_table(an, method, measure)
+                lines += (t + [""]) if t else []
         lines += ["### Every SAPS reading against each baseline (counts over budgets and methods)", ""]
         for measure in (an["main"], "relearn_gap", "retrain_ratio"):
             lines += cr.counts_table(an, measure) + [""]
@@ -360,6 +361,7 @@ def readme_snippet(results: dict, info: dict) -> str:
     ]
     for name, an in results.items():
         lines += [f"**{name}**", ""] + cr.paper_table(an, DEFAULT_METHOD) + [""]
+        lines += cr.paper_table(an, DEFAULT_METHOD, "relearn_gap") + [""]
         lines += [f"- {s}" for s in cr.reading(name, an, DEFAULT_METHOD)] + [""]
     return "\n".join(lines)
 

@@ -330,7 +330,9 @@ def sidebar() -> None:
             st.page_link(path, label=label, icon=icon)
         s = settings()
         st.divider()
-        method = s["method"] or f"{choices.default_method(scenario_params(s))} (scenario default)"
+        methods = choices.methods()
+        name = s["method"] or choices.default_method(scenario_params(s))
+        method = methods.get(name, name) + ("" if s["method"] else " (scenario default)")
         st.caption(
             f"**{s['dataset']}** · {s['model']} · {s['scenario']} · seed {s['seed']}  \n"
             f"budget {s['frac']:.1%} ({'largest' if s['largest'] else 'smallest'}) · "

@@ -35,13 +35,13 @@ def curvature_command(config: dict, out: str, *, store: Any = None) -> dict:
         raise ConfigError("--out", f"need a .safetensors or .npz path, got {out!r}")
     cfg = config_mod.normalize(config)
     prepared = experiment.prepare(cfg)
+    experiment.check(cfg, prepared)
     model, _ = experiment.train_model(cfg, prepared, "original", store=store)
     scores, seconds, cached = experiment.curvature_scores(cfg, prepared, model, store=store)
     write_scores(scores, out)
     summary = summarize(scores)
     cv = cfg["curvature"]
-    summary.update(method=cv["method"], data=cv["data"], seconds=seconds, cached=cached,
-                   scores_path=str(out))  # fmt: skip
+    summary.update(method=cv["method"], data=cv["data"], seconds=seconds, cached=cached, scores_path=str(out))
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -62,13 +62,9 @@ def summarize(scores: dict[str, torch.Tensor]) -> dict[str, Any]:
     tensors = []
     for name, t in scores.items():
         flat = t.detach().double().flatten()
-        tensors.append(
-            {
-                "name": name, "numel": flat.numel(), "min": flat.min().item(),
-                "median": flat.median().item(), "max": flat.max().item(),
-                "zero_fraction": (flat == 0).double().mean().item(),
-            }
-        )  # fmt: skip
+        stats = {"min": flat.min().item(), "median": flat.median().item(), "max": flat.max().item()}
+        zero_fraction = (flat == 0).double().mean().item()
+        tensors.append({"name": name, "numel": flat.numel(), **stats, "zero_fraction": zero_fraction})
     magnitudes = torch.cat([t.detach().double().abs().flatten() for t in scores.values()])
     nonzero = magnitudes[magnitudes > 0]
     histogram: dict[str, Any] = {"log10_edges": [], "counts": [], "zeros": int((magnitudes == 0).sum())}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core import metrics, selection
 from core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +19,9 @@ FAST = {"train": {"epochs": 3}, "strategies": [], "device": "cpu"}
 
 def cli(*args, check_rc=None):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True,
-                       cwd=ROOT, env=env, timeout=300)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
     if check_rc is not None:
         assert p.returncode == check_rc, p.stderr
     return p
@@ -43,15 +45,21 @@ def write(tmp_path, cfg, name="cfg.json"):
     return str(path)
 
 
-def test_run_json_matches_design(tmp_path):
+def test_run_json_carries_the_result_contract(tmp_path):
     store = tmp_path / "store"
-    p = cli("run", "--config", write(tmp_path, FAST), "--json", "--store", str(store), check_rc=0)
+    cfg = {**FAST, "strategies": [{"name": "random", "fraction": 0.05}], "unlearning": {"steps": 2}}
+    p = cli("run", "--config", write(tmp_path, cfg), "--json", "--store", str(store), check_rc=0)
     result = json.loads(p.stdout)  # exactly one JSON document
-    assert {"config", "original", "retrained", "strategies", "seconds"} <= set(result)
-    assert set(result["seconds"]) >= {"train", "retrain", "curvature", "total"}
-    keys = {"test_acc", "retain_acc", "forget_acc", "forget_acc_poisoned", "asr", "mia_auc",
-            "relearn_asr", "dist_to_retrained"}  # fmt: skip
-    assert keys <= set(result["original"]) and keys <= set(result["retrained"])
+    top = {"config", "run_id", "scenario", "n_parameters", "device", "original", "retrained", "history"}
+    assert top | {"seconds", "curvature_cached", "strategies"} <= set(result)
+    assert set(result["seconds"]) == {"train", "retrain", "curvature", "liveness", "total"}
+    assert set(metrics.METRIC_KEYS) <= set(result["original"]) and set(metrics.METRIC_KEYS) <= set(
+        result["retrained"]
+    )
+    (row,) = result["strategies"]
+    assert row["label"] == selection.strategy_label(row["strategy"], 0.05)
+    assert row["seconds"] == pytest.approx(row["seconds_select"] + row["seconds_update"])
+    assert row["retrain_ratio"] == pytest.approx(row["seconds"] / result["seconds"]["retrain"])
     assert 0 <= result["original"]["asr"] <= 1
     assert "%" in p.stderr, "progress goes to stderr"
     rows = RunStore(store).list_runs()
@@ -77,8 +85,8 @@ def test_run_json_matches_design(tmp_path):
 )
 def test_bad_config_exits_2_and_stores_nothing(tmp_path, capsys, cfg, field):
     store = tmp_path / "store"
-    rc, _, err = cli_inproc(capsys, "run", "--config", write(tmp_path, {**FAST, **cfg}),
-                            "--store", str(store), "--quiet")  # fmt: skip
+    args = ("run", "--config", write(tmp_path, {**FAST, **cfg}), "--store", str(store), "--quiet")
+    rc, _, err = cli_inproc(capsys, *args)
     assert rc == 2
     assert field in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -102,3 +110,47 @@ def test_models_and_datasets_listing(capsys):
     assert digits["available"] and digits["n_train"] == 1347
     mnist = next(r for r in datasets if r["name"] == "mnist")
     assert mnist["available"] is False and "root" in mnist["note"]
+
+
+def test_error_line_starts_on_its_own_line_after_the_progress_bar(tmp_path, capsys):
+    # every training sample forgotten: D_r is empty, which only the built scenario shows
+    cfg = {**FAST, "scenario": {"kind": "random_samples", "size": 1347}, "unlearning": {"method": "neggrad"}}
+    rc, out, err = cli_inproc(capsys, "run", "--config", write(tmp_path, cfg), "--store", str(tmp_path / "s"))
+    assert rc == 2 and out == ""
+    assert "%" in err, "the progress bar had started"
+    last = err.rstrip("\n").split("\n")[-1]
+    assert last.startswith("error: scenario.size"), err
+
+
+def test_registry_lists_show_a_toy_strategy_added_with_one_entry(capsys, monkeypatch):
+    described = {"name": "toy", "label": "toy (bias first)", "description": "biases outrank weights"}
+    toy = selection.Strategy(**described, score=lambda m, r: {}, options={"bias_score": 1.0})
+    monkeypatch.setitem(selection.STRATEGIES, "toy", toy)
+    rc, out, _ = cli_inproc(capsys, "strategies", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 0 and list(rows) == list(selection.STRATEGIES)
+    assert rows["toy"] == {**described, "needs": [], "options": {"bias_score": 1.0}, "budgeted": True}
+    assert rows["saps"]["needs"] == ["curvature"] and rows["all"]["budgeted"] is False
+    rc, out, _ = cli_inproc(capsys, "strategies")
+    assert rc == 0 and "toy (bias first)" in out and "SAPS (largest diag H)" in out
+
+
+LISTS = [("methods", "core.unlearning", "METHODS"), ("scenarios", "core.scenarios", "SCENARIOS")]
+LISTS += [("estimators", "core.curvature", "ESTIMATORS")]
+
+
+@pytest.mark.parametrize("command, module, registry", LISTS)
+def test_every_registry_is_listed_with_its_labels(capsys, command, module, registry):
+    import importlib
+
+    entries = getattr(importlib.import_module(module), registry)
+    rc, out, _ = cli_inproc(capsys, command, "--json")
+    rows = json.loads(out)
+    assert rc == 0 and [r["name"] for r in rows] == list(entries)
+    for r in rows:
+        assert r["label"] == entries[r["name"]].label and r["description"] == entries[r["name"]].description
+
+
+def test_forget_quality_bad_input_exits_2(tmp_path, capsys):
+    rc, out, err = cli_inproc(capsys, "forget-quality", "--config", write(tmp_path, FAST), "--models", "1")
+    assert rc == 2 and out == "" and "--models" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import experiment
+from core import sweep
 from core.errors import ConfigError
 from core.executors import check_executor
 from core.store import RunStore
@@ -20,10 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_sweep(**overrides) -> dict:
-    cfg = small_config(train={"epochs": 3}, retrain=True,
-                       strategies=[{"name": "saps"}, {"name": "random"}],
-                       unlearning={"method": "iterative", "steps": 3, "lr": 0.01},
-                       seeds=[0], fractions=[0.02, 0.1], methods=["iterative"])  # fmt: skip
+    strategies = [{"name": "saps"}, {"name": "random"}]
+    unlearning = {"method": "masked_finetune", "steps": 3, "lr": 0.01}
+    grid = {"seeds": [0], "fractions": [0.02, 0.1], "methods": ["masked_finetune"]}
+    cfg = small_config(
+        train={"epochs": 3}, retrain=True, strategies=strategies, unlearning=unlearning, **grid
+    )
     cfg.update(overrides)
     return cfg
 
@@ -43,8 +45,8 @@ def test_unknown_executor_and_address():
 def test_ray_sweep_equals_local(tmp_path):
     pytest.importorskip("ray", reason="ray not installed (requirements-scale.txt)")
     cfg = tiny_sweep(seeds=[0, 1])
-    local = experiment.sweep(cfg, store=RunStore(tmp_path / "local"))
-    remote = experiment.sweep(cfg, store=RunStore(tmp_path / "ray"), executor="ray")
+    local = sweep.sweep(cfg, store=RunStore(tmp_path / "local"))
+    remote = sweep.sweep(cfg, store=RunStore(tmp_path / "ray"), executor="ray")
     assert len(remote["cells"]) == len(local["cells"]) == 8
     a, b = _metrics_by_cell(local), _metrics_by_cell(remote)
     assert a.keys() == b.keys()
@@ -62,10 +64,20 @@ def test_two_sweeps_on_one_store_store_each_cell_once(tmp_path):
     store = tmp_path / "store"
     RunStore(store)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "core", "sweep", "--config", str(cfg_path), "--store", str(store),
-           "--json", "--quiet"]  # fmt: skip
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "core",
+        "sweep",
+        "--config",
+        str(cfg_path),
+        "--store",
+        str(store),
+        "--json",
+        "--quiet",
+    ]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, **pipes) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     results = [json.loads(o[0]) for o in outs]

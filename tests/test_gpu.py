@@ -60,6 +60,10 @@ def test_unlearning_on_cuda_matches_cpu(trained, method):
 
 
 def test_experiment_on_cuda():
-    result = experiment.run(small_config(device="cuda", train={"epochs": 10}))
+    result = experiment.run(
+        small_config(device="cuda", train={"epochs": 10}, strategies=[{"name": "saps", "fraction": 0.02}])
+    )
     assert result["device"].startswith("cuda")
     assert result["original"]["test_acc"] > 0.8
+    row = result["strategies"][0]
+    assert row["seconds_select_parts"]["curvature"] == result["seconds"]["curvature"] > 0

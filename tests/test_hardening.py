@@ -20,22 +20,24 @@ from tests.conftest import small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-)  # fmt: skip
+numbers = (st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True))
+json_scalars = st.one_of(st.none(), st.booleans(), *numbers, st.text(max_size=12))
 json_values = st.recursive(
     json_scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),  # fmt: skip
+    ),
     max_leaves=8,
 )
-FIELDS = list(config_mod.DEFAULTS) + ["scenario.kind", "scenario.size", "scenario.target",
-          "scenario.patch", "scenario.position", "scenario.fraction", "scenario.to",
-          "scenario.class", "scenario.indices", "train.epochs", "train.lr", "train.batch_size",
-          "curvature.method", "curvature.data", "strategies.0.name", "strategies.0.fraction",
-          "strategies.0.largest", "unlearning.method", "unlearning.steps", "unlearning.lr"]  # fmt: skip
+FIELDS = (
+    list(config_mod.DEFAULTS)
+    + (
+        "scenario.kind scenario.size scenario.target scenario.patch scenario.position scenario.fraction "
+        "scenario.to scenario.class scenario.indices scenario.seed train.epochs train.lr train.batch_size "
+        "curvature.method curvature.data strategies.0.name strategies.0.fraction strategies.0.largest "
+        "strategies.0.live unlearning.method unlearning.steps unlearning.lr"
+    ).split()
+)
 
 
 def _set(cfg: dict, dotted: str, value) -> dict:
@@ -55,14 +57,14 @@ def _set(cfg: dict, dotted: str, value) -> dict:
 def validate(cfg: dict) -> None:
     """Everything `run` checks before it trains or stores anything."""
     normalized = config_mod.normalize(cfg)
-    experiment.prepare(normalized)
+    experiment.check(normalized, experiment.prepare(normalized))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(FIELDS), value=json_values)
 def test_fuzzed_field_is_valid_or_named(field, value):
-    cfg = small_config(strategies=[{"name": "saps", "fraction": 0.02}],
-                       scenario={"kind": "backdoor", "size": 60, "target": 0})  # fmt: skip
+    strategies = [{"name": "saps", "fraction": 0.02}, {"name": "random", "fraction": 0.02}]
+    cfg = small_config(strategies=strategies, scenario={"kind": "backdoor", "size": 60, "target": 0})
     cfg = _set(cfg, field, value)
     try:
         validate(cfg)

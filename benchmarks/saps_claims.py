@@ -370,10 +370,43 @@ def readme_snippet(results: dict, info: dict) -> str:
     return "\n".join(lines)
 
 
+def compact(obj: object) -> object:
+    """JSON-able copy: floats to 5 significant digits, None entries of dicts left out."""
+    if isinstance(obj, float):
+        return float(f"{obj:.5g}")
+    if isinstance(obj, dict):
+        return {k: compact(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [compact(v) for v in obj]
+    return obj
+
+
+LABEL_KEYS = ("label", "family", "strategy", "a", "b", "seeds")
+
+
+def json_text(results: dict, info: dict, records: dict) -> str:
+    """The JSON file: one line per cell, per configuration and per comparison (labels once, in
+    `labels`), so it stays a few MB and diffs line by line."""
+    parts = [f'{{"info": {json.dumps(compact(info), default=str)},', '"scenarios": {']
+    for i, (name, an) in enumerate(results.items()):
+        labels = {r["family"]: r["label"] for r in records[name]}
+        cells = [{k: v for k, v in r.items() if k not in LABEL_KEYS} for r in records[name]]
+        head = {k: v for k, v in an.items() if k not in ("configs", "paired", "cells")}
+        parts.append(f"{json.dumps(name)}: {{")
+        parts.append(f'"summary": {json.dumps(compact(head), default=str)},')
+        parts.append(f'"labels": {json.dumps(labels, ensure_ascii=False)},')
+        for key, rows in (("configs", an["configs"]), ("paired", an["paired"]), ("cells", cells)):
+            rows = [{k: v for k, v in r.items() if k not in LABEL_KEYS[2:]} for r in rows]
+            body = ",\n".join(json.dumps(compact(r), ensure_ascii=False) for r in rows)
+            parts.append(f'"{key}": [\n{body}\n]' + ("," if key != "cells" else ""))
+        parts.append("}" + ("," if i < len(results) - 1 else ""))
+    parts.append("}}")
+    return "\n".join(parts) + "\n"
+
+
 def write(results: dict, info: dict, records: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    data = {"info": info, "scenarios": {n: {**an, "cells": records[n]} for n, an in results.items()}}
-    (out / "saps_claims.json").write_text(json.dumps(data, indent=1, default=str))
+    (out / "saps_claims.json").write_text(json_text(results, info, records))
     (out / "saps_claims.md").write_text(report(results, info))
     (out / "saps_claims_readme.md").write_text(readme_snippet(results, info))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -260,3 +261,15 @@ def test_flatten_reads_full_cost_and_amortized_ratio():
     assert rec["full_cost"] and rec["backdoor_removal"] == 0.5 and rec["relearn_curve"] == [0.1, 0.4]
     assert rec["amortized_ratio"] == pytest.approx(0.05) and rec["curvature_ratio"] == pytest.approx(0.14)
     assert not sc.flatten(spec, {"metrics": {}, "seconds": 1.0})["full_cost"]
+
+
+def test_json_file_parses_and_keeps_every_cell():
+    from benchmarks import saps_claims as sc
+
+    recs = _records(seeds=range(4))
+    an = cr.analyze(recs, main="backdoor_removal", expected=len(recs), references={})
+    data = json.loads(sc.json_text({"x": an, "y": an}, {"date": "d"}, {"x": recs, "y": recs}))
+    x = data["scenarios"]["x"]
+    assert len(x["cells"]) == len(recs) and len(x["paired"]) == len(an["paired"])
+    assert x["labels"][cr.PAPER_FAMILY] == "SAPS (largest diag H), full data"
+    assert x["cells"][0]["backdoor_removal"] == pytest.approx(recs[0]["backdoor_removal"], rel=1e-4)

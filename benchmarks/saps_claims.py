@@ -41,12 +41,8 @@ from benchmarks import claims_report as cr  # noqa: E402
 from benchmarks import claims_stats as cs  # noqa: E402
 from core import config as config_mod  # noqa: E402
 from core import selection  # noqa: E402
+from core import sweep as sweep_api  # noqa: E402
 from core.store import RunStore  # noqa: E402
-
-try:  # the sweep API (sweep, sweep_cells, cell_key) lives in core.sweep, formerly core.experiment
-    from core import sweep as sweep_api  # noqa: E402
-except ImportError:  # pragma: no cover - older core
-    from core import experiment as sweep_api  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_STORE = ROOT / "runs" / "saps_claims"
@@ -443,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = cr.analyze(recs, main=SCENARIOS[name]["measure"], expected=expected, references=refs)
         records[name], configs[name] = recs, cfgs
         print(f"{name}: {len(recs)} of {expected} cells", file=sys.stderr)
+    if not any(records.values()):
+        print(f"no stored cells in {args.store}: nothing written to {out}", file=sys.stderr)
+        return 1
     if args.report_only:  # keep what the run that computed the cells measured
         info_run = previous_run(out)
     info = {

@@ -197,9 +197,9 @@ RENAMED = {
 
 def get_method(name: Any, field: str = "unlearning.method") -> Method:
     """The registry entry; ConfigError naming `field` for an unknown or retired name."""
-    if name in RENAMED:
+    if isinstance(name, str) and name in RENAMED:
         raise ConfigError(field, RENAMED[name])
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(field, f"{name!r} is not allowed; choose one of {list(METHODS)}")
     return METHODS[name]
 

@@ -151,15 +151,15 @@ class Shared:
     """What every strategy of one run (or sweep seed) shares, with the measured seconds of each.
 
     scores: diag H at θ* or None when no strategy needs it; live: {name: BoolTensor}, True
-    where the parameter is live — non-zero diag H on the full training data, else non-zero
-    empirical Fisher Σ_i (∇θ ℓ(z_i))² over the training data D."""
+    where the parameter is live — non-zero empirical Fisher Σ_i (∇θ ℓ(z_i))² over the training
+    data D (a parameter with zero gradient on every training sample is dead)."""
 
     scores: Scores | None
     curvature_seconds: float | None
     curvature_cached: bool
     live: Masks
     liveness_seconds: float
-    liveness_source: str  # "curvature" (derived from the scores) or "empirical_fisher"
+    liveness_source: str  # "empirical_fisher"
     liveness_cached: bool
 
 
@@ -170,13 +170,12 @@ def liveness(
     scores: Scores | None = None,
     store: RunStore | None = None,
 ) -> tuple[Masks, float, str, bool]:
-    """The live mask of θ*: (mask, seconds, source, cached); see `Shared`. From diag H when
-    `scores` were computed on the full training data (source "curvature": the seconds are those
-    of reading it off), else one empirical-Fisher pass over D (store-cached with its seconds)."""
+    """The live mask of θ*: (mask, seconds, source, cached); see `Shared`. Always its own
+    empirical-Fisher pass over D (store-cached with its seconds), even when diag H is at hand:
+    a strategy that needs only liveness (random) then pays for one cheap pass, not for the
+    curvature. `scores` is accepted for callers that have them and is not used."""
+    del scores
     fs, start = prepared.forget_set, time.perf_counter()
-    if scores is not None and cfg["curvature"]["data"] == "full":
-        live = selection.live_mask(original, fs.x_train, fs.y_train, scores=scores)
-        return live, time.perf_counter() - start, "curvature", False
     name = f"live-{config_key({'model': model_key(cfg, 'original')})}"
     found = store.load_artifact(name) if store is not None else None
     if found is not None:

@@ -104,7 +104,7 @@ def apply_strategy(
     """Mask + masked unlearning for one strategy; returns (unlearned model, ROW without metrics).
 
     Cost: seconds_select = the curvature (strategies that need it, or a method that reads it)
-    + the liveness pass (strategies that need it; the curvature too when liveness came from it)
+    + the liveness pass (strategies that need it: one empirical-Fisher pass over D)
     + building the mask (its forget gradient or Fisher passes included); seconds_update = the
     method (step-size search included); seconds = their sum; seconds_amortized leaves out the
     shared curvature and liveness; retrain_ratio = seconds / retraining seconds. With `monitor`
@@ -133,7 +133,6 @@ def apply_strategy(
     model, log = unlearning.unlearn(original, mask, fs, method, seed=seed, monitor=monitor, **hp)
     needs = strategy_needs(strategy)
     reads_curvature = "curvature" in needs or "scores" in hp
-    reads_curvature |= "liveness" in needs and shared.liveness_source == "curvature"
     parts = {
         "curvature": (shared.curvature_seconds or 0.0) if reads_curvature else 0.0,
         "liveness": shared.liveness_seconds if "liveness" in needs else 0.0,

@@ -79,10 +79,11 @@ def test_rows_carry_labels_full_costs_and_dead_picks(tmp_path, monkeypatch):
         assert row["seconds_update"] == row["log"]["seconds"] and row["grad_evals"] > 0
         assert set(metrics.METRIC_KEYS) <= set(row["metrics"])
     saps, saps_small, random_live, random_uniform, everything = rows
-    # SAPS pays for the curvature; random (live) for the liveness read off that curvature
+    # SAPS pays for the curvature; random (live) for its own liveness pass, not the curvature
     assert saps["seconds_select_parts"]["curvature"] == secs["curvature"]
-    assert random_live["seconds_select_parts"]["curvature"] == secs["curvature"]
-    assert random_live["seconds_select_parts"]["liveness"] == secs["liveness"]
+    assert saps["seconds_select_parts"]["liveness"] == 0.0
+    assert random_live["seconds_select_parts"]["curvature"] == 0.0
+    assert random_live["seconds_select_parts"]["liveness"] == secs["liveness"] > 0
     assert random_uniform["seconds_select_parts"]["curvature"] == 0.0
     assert everything["seconds_select_parts"] == {
         "curvature": 0.0,

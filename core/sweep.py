@@ -124,6 +124,20 @@ def seed_resources(cell: dict, *, curvature: bool = True, store: RunStore | None
 COST_KEYS = ("seconds_select", "seconds_select_parts", "seconds_update", "seconds", "seconds_amortized")
 
 
+LOG_FLAGS = (
+    "guard_failed",
+    "changed",
+    "note",
+    "solver",
+    "curvature",
+    "iters",
+    "rel_residual",
+    "converged",
+    "damping",
+    "applied",
+)
+
+
 def run_cell(cell: dict, resources: SeedResources | None = None) -> dict:
     """One sweep cell -> its result; never touches the store (a Ray task can run it).
 
@@ -148,6 +162,8 @@ def run_cell(cell: dict, resources: SeedResources | None = None) -> dict:
     out["metrics"] = metrics.compare(m, res.original_metrics, res.retrained_metrics, len(ds.y_test))
     out.update({k: row[k] for k in COST_KEYS + ("retrain_ratio", "n_selected", "dead_selected")})
     out.update({k: row[k] for k in ("lr", "steps", "grad_evals")})
+    # the method's honesty flags travel with the cell (a guard that failed, a solve not applied)
+    out["log"] = {k: row["log"][k] for k in LOG_FLAGS if k in row["log"]}
     out.update(original=res.original_metrics, retrained=res.retrained_metrics, seconds_reference=res.seconds)
     return out
 

@@ -86,6 +86,9 @@ def test_sweep_resumes_without_redoing_stored_cells(tmp_path, monkeypatch):
     assert parts["curvature"] == 0.0
     assert parts["liveness"] == by_name["random"]["seconds_reference"]["liveness"] > 0
     assert by_name["all"]["seconds_select_parts"]["curvature"] == 0.0 and by_name["all"]["dead_selected"] > 0
+    for cell in by_name.values():  # the method's honesty flags travel with every cell
+        assert isinstance(cell["log"]["guard_failed"], bool) and isinstance(cell["log"]["changed"], bool)
+        assert cell["log"]["changed"] or cell["log"]["note"]
     assert by_name["random"]["dead_selected"] == 0
     expected = {("saps", 0.02), ("saps", 0.05), ("random", 0.1), ("all", None)}
     assert {(r["strategy"], r["fraction"]) for r in second["summary"]} == expected

@@ -192,8 +192,10 @@ def test_cli_exits_2_naming_the_field(tmp_path):
     path.write_text(json.dumps(fast_config(unlearning={"lr": -1})))
     proc = subprocess.run(
         [sys.executable, "-m", "core", "run", "--config", str(path), "--store", str(tmp_path / "s")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unlearning.lr" in proc.stderr and "Traceback" not in proc.stderr
     assert RunStore(tmp_path / "s").list_runs() == []
 

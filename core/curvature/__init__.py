@@ -153,19 +153,18 @@ def hutchinson_with_stderr(
     The data is traversed once per block of `probe_batch` probes (vmap over the block).
     """
     check_data(inputs, targets, batch_size)
-    if not isinstance(probes, int) or probes < 2:
-        raise ConfigError("curvature.probes", f"need an integer ≥ 2, got {probes!r}")
     with eval_mode(model):
-        mean, m2 = hutchinson(
+        mean, m2 = _moments(
             model,
             inputs,
             targets,
-            probes,
-            probe_batch,
-            batch_size,
-            seed,
-            progress,
-            memory_mb,
+            batch_size=batch_size,
+            seed=seed,
+            progress=progress,
+            least=2,
+            probes=probes,
+            probe_batch=probe_batch,
+            memory_mb=memory_mb,
         )
     stderr = {n: (v / (probes - 1) / probes).clamp_min(0).sqrt() for n, v in m2.items()}
     return finish(mean, "hutchinson"), finish(stderr, "hutchinson")
@@ -236,23 +235,22 @@ def _empirical_fisher(model, inputs, targets, *, batch_size, seed, progress, **o
     return columns_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
 
 
-def _hutchinson_only(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
+def _moments(
+    model, inputs, targets, *, batch_size, seed, progress, least, **options
+) -> tuple[Scores, Scores]:
+    """Mean and M2 (sum of squared deviations) of z ⊙ ∇²L z over `probes` ≥ `least` probes."""
     probes = options.pop("probes", 100)
     probe_batch = options.pop("probe_batch", 10)
     memory_mb = options.pop("memory_mb", 1024)
     no_options(options, "hutchinson")
-    if not isinstance(probes, int) or probes < 1:
-        raise ConfigError("curvature.probes", f"need an integer ≥ 1, got {probes!r}")
-    mean, _ = hutchinson(
-        model,
-        inputs,
-        targets,
-        probes,
-        probe_batch,
-        batch_size,
-        seed,
-        progress,
-        memory_mb,
+    if not isinstance(probes, int) or probes < least:
+        raise ConfigError("curvature.probes", f"need an integer ≥ {least}, got {probes!r}")
+    return hutchinson(model, inputs, targets, probes, probe_batch, batch_size, seed, progress, memory_mb)
+
+
+def _hutchinson_only(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
+    mean, _ = _moments(
+        model, inputs, targets, batch_size=batch_size, seed=seed, progress=progress, least=1, **options
     )
     return mean
 

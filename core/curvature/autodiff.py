@@ -12,7 +12,7 @@ from torch.func import functional_call, vjp, vmap
 
 from core.curvature.common import (
     Scores,
-    activation_floats,
+    activation_rows,
     budget_rows,
     chunks,
     count_classes,
@@ -62,8 +62,7 @@ def hvp_exact(model, inputs, targets, batch_size, progress, memory_mb) -> Scores
     sizes = [p.numel() for p in params.values()]
     n_params = sum(sizes)
     if batch_size is None:
-        per_sample = activation_floats(model, inputs[:1].to(device, dtype)) * 8
-        batch_size = budget_rows(memory_mb, per_sample, dtype)
+        batch_size = activation_rows(model, inputs, 8, memory_mb)
     block = 256  # tangents per vmap call
     diag = torch.zeros(n_params, dtype=dtype, device=device)
     for start, x, y in chunks(inputs, targets, batch_size, device, dtype):
@@ -83,8 +82,7 @@ def hutchinson(model, inputs, targets, probes, probe_batch, batch_size, seed, pr
     device, dtype = device_dtype(model)
     params, _ = split_params(model)
     if batch_size is None:
-        per_sample = activation_floats(model, inputs[:1].to(device, dtype)) * 8 * probe_batch
-        batch_size = budget_rows(memory_mb, per_sample, dtype)
+        batch_size = activation_rows(model, inputs, 8 * probe_batch, memory_mb)
     generator = torch.Generator().manual_seed(seed)
     mean = {n: torch.zeros_like(p) for n, p in params.items()}
     m2 = {n: torch.zeros_like(p) for n, p in params.items()}

@@ -56,6 +56,13 @@ def budget_rows(memory_mb: float, floats_per_row: int, dtype: torch.dtype) -> in
     return max(1, int(memory_mb * 2**20 // max(1, floats_per_row * itemsize)))
 
 
+def activation_rows(model: nn.Module, inputs: Tensor, copies: int, memory_mb: float) -> int:
+    """Rows per chunk when `copies` buffers the size of one sample's activations fit in memory_mb."""
+    device, dtype = device_dtype(model)
+    per_sample = activation_floats(model, inputs[:1].to(device, dtype)) * copies
+    return budget_rows(memory_mb, per_sample, dtype)
+
+
 def chunks(
     inputs: Tensor, targets: Tensor, batch_size: int, device, dtype
 ) -> Iterator[tuple[int, Tensor, Tensor]]:

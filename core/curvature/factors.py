@@ -15,8 +15,7 @@ from core.curvature.common import (
     Scores,
     SharedModule,
     Unsupported,
-    activation_floats,
-    budget_rows,
+    activation_rows,
     chunks,
     count_classes,
     device_dtype,
@@ -136,8 +135,7 @@ def factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_
     n_classes = count_classes(model, inputs, device, dtype)
     k = n_columns(kind, n_classes)
     if batch_size is None:  # K gradients per recorded activation live at once
-        per_sample = activation_floats(model, inputs[:1].to(device, dtype)) * (k + 1)
-        batch_size = budget_rows(memory_mb, per_sample, dtype)
+        batch_size = activation_rows(model, inputs, k + 1, memory_mb)
     generator = torch.Generator().manual_seed(seed)
     sums = {n: torch.zeros_like(p) for n, p in trainable(model)}
     records: list[tuple[nn.Module, Tensor, Tensor]] = []

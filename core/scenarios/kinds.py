@@ -71,10 +71,20 @@ def backdoor(dataset, *, seed: int = 0, **params) -> ForgetSet:
     size = _size_from(params, len(candidates), len(dataset.y_train), "non-target training samples", 60)
     pick = candidates[torch.randperm(len(candidates), generator=_rng(seed))[:size]].sort().values
     base = _base(dataset, "backdoor", params)
-    clean = base["x_train"][pick].clone()
+    return _stamped(dataset, base, pick, trigger, target, keep_trigger=correct == "labels")
+
+
+def _stamped(dataset, base: dict, pick: torch.Tensor, trigger, target: int, keep_trigger: bool) -> ForgetSet:
+    """Stamp `trigger` on the picked training images of `base` and relabel them `target`.
+
+    D̃_f = the clean images with their true labels (`keep_trigger`: the triggered images).
+    Evaluation: the triggered non-target test images labelled `target` ("triggered_test", its
+    accuracy is the attack success rate) and with their true labels ("triggered_test_true").
+    """
+    clean = dataset.x_train[pick].clone()
     base["x_train"][pick] = trigger.apply(clean)
     base["y_train"][pick] = target
-    corrected_x = base["x_train"][pick].clone() if correct == "labels" else clean
+    corrected_x = base["x_train"][pick].clone() if keep_trigger else clean
     test_mask = dataset.y_test != target
     x_trig = trigger.apply(dataset.x_test[test_mask])
     eval_sets = {
@@ -196,20 +206,4 @@ def indices(dataset, *, seed: int = 0, **params) -> ForgetSet:
         )
     target = _check_class(params.get("target", 0), n_classes, "scenario.target")
     trigger = make_trigger(dataset.shape, params)
-    base["x_train"][pick] = trigger.apply(dataset.x_train[pick])
-    base["y_train"][pick] = target
-    test_mask = dataset.y_test != target
-    x_trig = trigger.apply(dataset.x_test[test_mask])
-    eval_sets = {
-        "triggered_test": (x_trig, torch.full((len(x_trig),), target, dtype=torch.long)),
-        "triggered_test_true": (x_trig, dataset.y_test[test_mask].clone()),
-    }
-    return ForgetSet(
-        **base,
-        forget_idx=pick,
-        corrected_x=dataset.x_train[pick].clone(),
-        corrected_y=dataset.y_train[pick].clone(),
-        trigger=trigger,
-        target=target,
-        eval_sets=eval_sets,
-    )
+    return _stamped(dataset, base, pick, trigger, target, keep_trigger=False)

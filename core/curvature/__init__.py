@@ -121,18 +121,18 @@ def hessian_diagonal(
             "curvature.method",
             f"unknown method {method!r}; choose one of {sorted(ESTIMATORS)}",
         )
-    check_data(inputs, targets, batch_size)
-    with eval_mode(model):
-        diag = ESTIMATORS[method].fn(
-            model,
-            inputs,
-            targets,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
-            **options,
-        )
+    fn = ESTIMATORS[method].fn
+    diag = _checked(
+        fn, model, inputs, targets, batch_size=batch_size, seed=seed, progress=progress, **options
+    )
     return finish(diag, method)
+
+
+def _checked(fn: Callable[..., Any], model: nn.Module, inputs: Tensor, targets: Tensor, **kwargs: Any) -> Any:
+    """`fn(model, inputs, targets, **kwargs)` on checked data, with the model in eval mode."""
+    check_data(inputs, targets, kwargs["batch_size"])
+    with eval_mode(model):
+        return fn(model, inputs, targets, **kwargs)
 
 
 def hutchinson_with_stderr(
@@ -152,20 +152,10 @@ def hutchinson_with_stderr(
     stderr = sqrt(sample variance over the K probes / K), elementwise (same shapes as d).
     The data is traversed once per block of `probe_batch` probes (vmap over the block).
     """
-    check_data(inputs, targets, batch_size)
-    with eval_mode(model):
-        mean, m2 = _moments(
-            model,
-            inputs,
-            targets,
-            batch_size=batch_size,
-            seed=seed,
-            progress=progress,
-            least=2,
-            probes=probes,
-            probe_batch=probe_batch,
-            memory_mb=memory_mb,
-        )
+    options = dict(probes=probes, probe_batch=probe_batch, memory_mb=memory_mb, least=2)
+    mean, m2 = _checked(
+        _moments, model, inputs, targets, batch_size=batch_size, seed=seed, progress=progress, **options
+    )
     stderr = {n: (v / (probes - 1) / probes).clamp_min(0).sqrt() for n, v in m2.items()}
     return finish(mean, "hutchinson"), finish(stderr, "hutchinson")
 

@@ -187,7 +187,7 @@ def test_a_strategy_has_the_same_colour_in_every_figure():
     assert list(seconds.data[0].marker.color) == [c["G"], a["SAPS"]]
     # every named strategy has its own colour; an unknown key gets a stable one of its text
     assert len(set(figures.STRATEGY_COLORS.values())) == len(figures.STRATEGY_COLORS)
-    assert figures.color("new_one") == figures.color("new_one") in figures._FALLBACK
+    assert figures.color("new_one") == figures.color("new_one") in figures.common._FALLBACK
 
 
 def test_conv_weights_are_drawn_as_separate_filter_tiles():

@@ -81,36 +81,22 @@ def selection_view(cfg: dict, scores: dict) -> None:
     original, _ = cache.model(cfg, "original", store)
     c1, c2, c3 = st.columns([3, 1, 1])
     with c1:
-        frac = state.bind(
-            st.select_slider,
-            "frac",
-            "Budget: fraction of parameters updated",
-            options=state.FRACTIONS,
-            format_func=lambda f: f"{f:.1%}",
-            help="Log-spaced from 0.1 % to 100 % of all parameters (global top-k).",
-        )
+        frac = state.budget_slider("Log-spaced from 0.1 % to 100 % of all parameters (global top-k).")
     with c2:
         help_largest = (
             "On: the sharpest coordinates. Off: the flattest non-zero ones (exact zeros are dead units)."
         )
         largest = state.bind(st.toggle, "largest", "Largest |H_ii|", help=help_largest)
-    mask = selection.mask_for({"name": "saps", "largest": largest}, original, fraction=frac, scores=scores)
-    n, t = analysis.n_selected(mask), analysis.threshold(scores, mask, largest)
-    rows = selection.summary(mask, scores)
-    total = sum(r["numel"] for r in rows)
-    help_n = f"out of {total:,}; exact count round(fraction × P)"
-    c3.metric("selected parameters", f"{n:,}", help=help_n)
-    dead = sum(r["zero_score"] or 0 for r in rows)
-    st.caption(
-        f"threshold |H_ii| {'≥' if largest else '≤'} {t:.3e} · {dead:,} of {total:,} parameters have "
-        "H_ii = 0 exactly (dead units)."
-        if t is not None
-        else "nothing selected"
+    sel = analysis.saps_selection(original, scores, frac, largest)
+    mask, n, t = sel["mask"], sel["n"], sel["threshold"]
+    c3.metric(
+        "selected parameters", f"{n:,}", help=f"out of {sel['total']:,}; exact count round(fraction × P)"
     )
+    st.caption(sel["caption"])
     h1, h2 = st.columns(2)
     hist = figures.score_histogram(analysis.flat(scores), t, largest=largest, n_selected=n)
     h1.plotly_chart(hist, width="stretch", key="hist")
-    h2.plotly_chart(figures.layer_share(rows), width="stretch", key="share")
+    h2.plotly_chart(figures.layer_share(sel["rows"]), width="stretch", key="share")
     st.markdown(
         "**Per-layer log₁₀ |diag H|**: conv weights as a grid of k×k filters, one tile per "
         "(output, input) channel pair; dense weights as output × input unit. Parameters in the mask in "

@@ -32,14 +32,7 @@ state.bind(
 )
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    state.bind(
-        st.select_slider,
-        "frac",
-        "Budget: fraction of parameters updated",
-        options=state.FRACTIONS,
-        format_func=lambda f: f"{f:.1%}",
-        help="Log-spaced, 0.1 % … 100 % of all parameters.",
-    )
+    state.budget_slider("Log-spaced, 0.1 % … 100 % of all parameters.")
 methods = choices.methods()
 default = choices.default_method(state.scenario_params(s))
 with c2:

@@ -288,6 +288,18 @@ def bind(
     return s[name]
 
 
+def budget_slider(help: str) -> float:
+    """The log-scale budget slider (FRACTIONS), bound to setting "frac"; returns the fraction."""
+    return bind(
+        st.select_slider,
+        "frac",
+        "Budget: fraction of parameters updated",
+        options=FRACTIONS,
+        format_func=lambda f: f"{f:.1%}",
+        help=help,
+    )
+
+
 def choose(name: str, label: str, registry: str, *, note: str = "", **kwargs: Any) -> Any:
     """A selectbox over a core registry ("datasets", "models", "scenarios", "estimators"), bound
     to setting `name`: options, labels and help (each entry's description, then `note`) come

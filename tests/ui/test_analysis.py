@@ -175,6 +175,22 @@ def test_threshold_and_counts_agree_with_a_hand_made_mask():
     )
 
 
+def test_saps_selection_counts_threshold_and_dead_units_by_hand():
+    model = torch.nn.Linear(3, 2)  # weight 2×3 and bias 2: 8 parameters
+    scores = {
+        "weight": torch.tensor([[4.0, 0.0, 1.0], [0.5, 3.0, 0.0]]),
+        "bias": torch.tensor([2.0, 0.25]),
+    }
+    top = analysis.saps_selection(model, scores, 0.25, largest=True)  # round(0.25 · 8) = 2
+    assert top["n"] == 2 and top["total"] == 8 and top["dead"] == 2
+    assert top["mask"]["weight"].tolist() == [[True, False, False], [False, True, False]]
+    assert top["threshold"] == 3.0
+    assert [r["selected"] for r in top["rows"]] == [2, 0]
+    assert top["caption"].startswith("threshold |H_ii| ≥ 3.000e+00 · 2 of 8")
+    flat = analysis.saps_selection(model, scores, 0.25, largest=False)  # flattest non-zero ones
+    assert flat["threshold"] == 0.5 and flat["mask"]["bias"].tolist() == [False, True]
+
+
 def test_estimator_agreement_ranks_every_registered_estimator():
     from core.curvature import ESTIMATORS
 

@@ -1,0 +1,77 @@
+"""Data shaping for the pages (no Streamlit): chart series from result rows and stored runs,
+tables, CSV and downloads, the Curvature page's masks and estimator comparison, the Forget set
+page's index parsing. Every public name is re-exported here (`analysis.X`).
+"""
+
+from ui.analysis.curvature import (
+    estimator_agreement,
+    flat,
+    n_selected,
+    rank_matrix,
+    saps_selection,
+    spearman,
+    strategy_masks,
+    threshold,
+)
+from ui.analysis.forget_set import corruption_of, gallery, parse_indices, picked_indices
+from ui.analysis.series import (
+    ORIGINAL,
+    RETRAINED,
+    budget_points,
+    cost_series,
+    forget_key,
+    forget_quality_series,
+    model_series,
+    relearn_series,
+    relearn_title,
+    strategy_series,
+)
+from ui.analysis.tables import (
+    ROW_COLUMNS,
+    downloads,
+    flagged,
+    headline,
+    history_table,
+    row_notes,
+    stored_result,
+    sweep_config,
+    table,
+    to_csv,
+    unlearn_table,
+)
+
+__all__ = [
+    "ORIGINAL",
+    "RETRAINED",
+    "ROW_COLUMNS",
+    "budget_points",
+    "corruption_of",
+    "cost_series",
+    "downloads",
+    "estimator_agreement",
+    "flagged",
+    "flat",
+    "forget_key",
+    "forget_quality_series",
+    "gallery",
+    "headline",
+    "history_table",
+    "model_series",
+    "n_selected",
+    "parse_indices",
+    "picked_indices",
+    "rank_matrix",
+    "relearn_series",
+    "relearn_title",
+    "row_notes",
+    "saps_selection",
+    "spearman",
+    "stored_result",
+    "strategy_masks",
+    "strategy_series",
+    "sweep_config",
+    "table",
+    "threshold",
+    "to_csv",
+    "unlearn_table",
+]

@@ -9,9 +9,11 @@ local folder the user points to, `npz` from a user file.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,14 +283,32 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str = "npz") -> None:
             f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
             f"images {arrays['x_test'].shape[1:]} differ in shape"
         )
-    n_classes = int(arrays["y_train"].max()) + 1
-    if n_classes < 2:
-        raise DataError(f"{source}: y_train must hold at least 2 classes")
-    if arrays["y_test"].max() >= n_classes:
+    check_classes(arrays["y_train"], arrays["y_test"], source)
+
+
+def check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str = "npz") -> int:
+    """The classes are those of the training set, 0..K−1, every one present in y_train (K ≥ 2),
+    and y_test holds only those: a stray label (42 among 0..9) is refused, naming the array and
+    the value, instead of making a 43-class problem. Returns K."""
+    present = np.unique(y_train)
+    n_classes = int(present.max()) + 1
+    if len(present) < 2:
+        raise DataError(f"{source}: y_train must hold at least 2 classes, found {present.tolist()}")
+    if len(present) != n_classes:  # a gap: the labels above it are strays (42 among 0..9)
+        gap = min(set(range(n_classes)) - set(present.tolist()))
+        stray = present[present > gap].tolist()
         raise DataError(
-            f"{source}: y_test has label {int(arrays['y_test'].max())} not seen in "
-            f"y_train (classes 0..{n_classes - 1})"
+            f"{source}: y_train has label {stray[0]}{' (and more)' if len(stray) > 1 else ''} but no "
+            f"sample of class {gap}; labels must be the classes 0..K−1 of the training set"
         )
+    stray = sorted(set(np.unique(y_test).tolist()) - set(present.tolist()))
+    if stray:
+        raise DataError(
+            f"{source}: y_test has label {stray[0]}"
+            + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else "")
+            + f" not among the classes of y_train (0..{n_classes - 1})"
+        )
+    return n_classes
 
 
 def from_arrays(arrays: dict[str, np.ndarray], name: str = "npz") -> Dataset:
@@ -300,8 +320,33 @@ def from_arrays(arrays: dict[str, np.ndarray], name: str = "npz") -> Dataset:
     scale = float(hi - lo) or 1.0
     x_train, y_train = _tensors(x_tr - lo, arrays["y_train"], scale)
     x_test, y_test = _tensors(x_te - lo, arrays["y_test"], scale)
-    n_classes = int(arrays["y_train"].max()) + 1
+    n_classes = int(arrays["y_train"].max()) + 1  # validated: every class 0..K−1 is present
     return Dataset(name, x_train, y_train, x_test, y_test, [str(i) for i in range(n_classes)])
+
+
+def read_npz(content: bytes, source: str = "npz") -> dict[str, np.ndarray]:
+    """The arrays of an .npz file's bytes, never unpickled. DataError (naming `source`) when the
+    bytes are not a zip ("not a .npz file"), an entry is not a readable .npy array, or an array
+    holds Python objects (named: "array 'y_train' is an object array")."""
+    if not zipfile.is_zipfile(io.BytesIO(content)):
+        raise DataError(f"{source}: not a .npz file (an .npz is a zip archive of .npy arrays)")
+    try:
+        archive = np.load(io.BytesIO(content), allow_pickle=False)
+    except Exception as e:  # a zip, but not one numpy can open
+        raise DataError(f"{source}: not a readable .npz file ({type(e).__name__})") from e
+    arrays: dict[str, np.ndarray] = {}
+    with archive as f:
+        for key in f.files:
+            try:
+                arrays[key] = f[key]
+            except ValueError as e:  # numpy refuses object arrays without pickle
+                raise DataError(
+                    f"{source}: array {key!r} is an object array (Python objects); "
+                    "only numeric arrays are accepted"
+                ) from e
+            except Exception as e:  # a corrupt member
+                raise DataError(f"{source}: array {key!r} cannot be read ({type(e).__name__})") from e
+    return arrays
 
 
 def load_npz(path: str | os.PathLike | None) -> Dataset:
@@ -315,13 +360,7 @@ def load_npz(path: str | os.PathLike | None) -> Dataset:
         raise DataError(f"npz: file {path} not found")
     if path.stat().st_size > MAX_NPZ_BYTES:
         raise DataError(f"npz: {path} is larger than {MAX_NPZ_BYTES // 2**20} MiB")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as e:  # object arrays need pickle: refused
-        raise DataError(f"npz: {path}: {e} (object arrays are not accepted)") from e
-    except Exception as e:  # zip or header corruption
-        raise DataError(f"npz: {path} is not a readable .npz file ({e})") from e
+    arrays = read_npz(path.read_bytes(), str(path))
     return from_arrays(arrays, "npz")
 
 

@@ -143,8 +143,40 @@ def test_npz_round_trip_and_validation(tmp_path):
     with pytest.raises(DataError, match="y_train"):
         data.load("npz", str(path))
     np.savez(path, **dict(arrays, y_train=np.array([{"a": 1}] * 20, dtype=object)))
-    with pytest.raises(DataError, match="object arrays"):
+    with pytest.raises(DataError, match="'y_train' is an object array"):
         data.load("npz", str(path))
+
+
+def test_npz_labels_must_be_the_training_classes(tmp_path):
+    """A label 42 among 0..9 is refused naming the array and the value (not a 43-class problem)."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.random((40, 8, 8)),
+        "y_train": np.arange(40) % 10,
+        "x_test": rng.random((10, 8, 8)),
+        "y_test": np.arange(10),
+    }
+    path = tmp_path / "labels.npz"
+    y_train = arrays["y_train"].copy()
+    y_train[7] = 42
+    np.savez(path, **dict(arrays, y_train=y_train))
+    with pytest.raises(DataError, match=r"y_train has label 42 but no sample of class 10"):
+        data.load("npz", str(path))
+    y_test = arrays["y_test"].copy()
+    y_test[3] = 42
+    np.savez(path, **dict(arrays, y_test=y_test))
+    with pytest.raises(DataError, match=r"y_test has label 42 not among the classes of y_train \(0..9\)"):
+        data.load("npz", str(path))
+    np.savez(path, **arrays)
+    assert len(data.load("npz", str(path)).classes) == 10
+
+
+def test_a_file_that_is_not_a_zip_is_not_a_npz_file(tmp_path):
+    path = tmp_path / "fake.npz"
+    path.write_bytes(b"\x80\x04 pickled? no, just bytes")
+    with pytest.raises(DataError, match="not a .npz file") as err:
+        data.load("npz", str(path))
+    assert "pickle" not in str(err.value)
 
 
 def test_unknown_dataset_names_field():

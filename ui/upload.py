@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +14,14 @@ REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 
 
 def read_npz(content: bytes) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Arrays of an .npz file (never unpickled) and the problems found, each naming its array."""
+    """Arrays of an .npz file (never unpickled) and the problems found, each naming its array
+    (core.data.read_npz: "not a .npz file", "array 'y_train' is an object array", ...)."""
     if len(content) > data.MAX_NPZ_BYTES:
         return {}, [f"the file is larger than {data.MAX_NPZ_BYTES // 2**20} MiB"]
     try:
-        with np.load(io.BytesIO(content), allow_pickle=False) as f:
-            arrays: dict[str, np.ndarray] = {}
-            problems = []
-            for k in f.files:
-                try:
-                    arrays[k] = f[k]
-                except ValueError:  # an object array needs pickle: refused
-                    problems.append(f"array {k!r} holds Python objects (pickled data is not accepted)")
-    except Exception as e:  # not a zip, truncated header, ...
-        return {}, [f"not a readable .npz file ({e})"]
-    return arrays, problems
+        return data.read_npz(content, "upload"), []
+    except DataError as e:
+        return {}, [str(e)]
 
 
 def problems(arrays: dict[str, np.ndarray]) -> list[str]:

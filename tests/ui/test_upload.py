@@ -35,10 +35,28 @@ def test_missing_arrays_objects_and_non_zip_are_named():
     good = good_arrays()
     arrays, _ = upload.read_npz(npz(**{k: v for k, v in good.items() if k != "y_test"}))
     assert upload.problems(arrays) == ["array 'y_test' is missing (found ['x_test', 'x_train', 'y_train'])"]
-    _, problems = upload.read_npz(npz(**{**good, "x_train": np.array([{"a": 1}], dtype=object)}))
-    assert problems == ["array 'x_train' holds Python objects (pickled data is not accepted)"]
+    # an object array is named as one, not reported as a missing array
+    arrays, problems = upload.read_npz(npz(**{**good, "y_train": np.array([{"a": 1}] * 20, dtype=object)}))
+    assert arrays == {} and len(problems) == 1
+    assert "'y_train' is an object array" in problems[0] and "missing" not in problems[0]
+    # bytes that are not a zip: "not a .npz file", with no hint to unpickle anything
     arrays, problems = upload.read_npz(b"not a zip at all")
-    assert arrays == {} and len(problems) == 1 and problems[0].startswith("not a readable .npz file")
+    assert arrays == {} and problems == ["upload: not a .npz file (an .npz is a zip archive of .npy arrays)"]
+    assert "pickle" not in problems[0]
+
+
+def test_a_label_outside_the_training_classes_is_refused_with_its_array_and_value():
+    good = good_arrays()
+    y_train = good["y_train"].copy()
+    y_train[5] = 42  # 42 among 0..3
+    arrays, problems = upload.read_npz(npz(**{**good, "y_train": y_train}))
+    assert problems == []
+    (problem,) = upload.problems(arrays)
+    assert "y_train" in problem and "42" in problem
+    y_test = good["y_test"].copy()
+    y_test[2] = 42
+    (problem,) = upload.problems(upload.read_npz(npz(**{**good, "y_test": y_test}))[0])
+    assert "y_test" in problem and "42" in problem
 
 
 def test_the_same_content_is_saved_once_under_its_digest(tmp_path):

@@ -61,6 +61,7 @@ PAGES = [
     ("pages/3_Curvature.py", "3 · Curvature", ":material/landscape:"),
     ("pages/4_Unlearn.py", "4 · Unlearn", ":material/cleaning_services:"),
     ("pages/5_Compare.py", "5 · Compare", ":material/leaderboard:"),
+    ("pages/6_Where.py", "6 · Where", ":material/layers:"),
 ]
 # Last element of every page (also what browser tests wait for).
 PAGE_END = "Settings live in this page's URL: share the link to reproduce this view."

@@ -32,6 +32,7 @@ from ui.figures.results import (
     tradeoff,
     unlearning_curves,
 )
+from ui.figures.where import feature_projection, layer_profile
 
 __all__ = [
     "FINE_KEYS",
@@ -49,11 +50,13 @@ __all__ = [
     "color",
     "cost_bars",
     "curve_columns",
+    "feature_projection",
     "filter_layout",
     "forget_quality_bars",
     "image_grid",
     "layer_grid",
     "layer_heatmap",
+    "layer_profile",
     "layer_share",
     "log_scores",
     "matrix",

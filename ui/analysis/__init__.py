@@ -39,6 +39,13 @@ from ui.analysis.tables import (
     to_csv,
     unlearn_table,
 )
+from ui.analysis.where import (
+    where_job,
+    where_layers,
+    where_projection,
+    where_strategies,
+    where_summary,
+)
 
 __all__ = [
     "ORIGINAL",
@@ -74,4 +81,9 @@ __all__ = [
     "threshold",
     "to_csv",
     "unlearn_table",
+    "where_job",
+    "where_layers",
+    "where_projection",
+    "where_strategies",
+    "where_summary",
 ]

@@ -166,24 +166,31 @@ def apply_strategy(
     return model, row
 
 
-CURVE_SAMPLES = 100  # per evaluation set of a curve point (a seeded sample; None: all of it)
+CURVE_SAMPLES = 2000  # per evaluation set of a curve point: sets up to this size are used whole
 
 
 def curve_monitor(prepared: Prepared, samples: int | None = CURVE_SAMPLES) -> Callable[[nn.Module], dict]:
     """What the Unlearn page plots along a trajectory: test, retain and forget accuracy and the
-    attack success rate, each on a fixed seeded sample of `samples` points of its set (a curve
-    point then costs one forward pass of ≤ 4·samples inputs; the final metrics use every point).
-    Display only: it never steers the update, so reading the test and attack sets here does not
-    leak them into unlearning (lr "auto" chooses on a split of D_r)."""
+    attack success rate, on the SAME sets as core.metrics.evaluate (x_test; D_r; D_f inputs vs
+    corrected labels; the triggered test set), so the curve's step-0 point equals θ*'s metrics.
+    A set larger than `samples` (None: no limit) is read on a fixed seeded sample of `samples`
+    points; `monitor.sizes` = {key: (points used, points in the set)} says which, for labels.
+    One forward pass of every set per curve point. Display only: it never steers the update, so
+    reading the test and attack sets here does not leak them into unlearning (lr "auto" chooses
+    on a split of D_r)."""
     ds, fs = prepared.dataset, prepared.forget_set
     sets = {"test_acc": (ds.x_test, ds.y_test), "retain_acc": fs.retain, "forget_acc": fs.forget_true}
     if "triggered_test" in fs.eval_sets:
         sets["asr"] = fs.eval_sets["triggered_test"]
     g = torch.Generator().manual_seed(0)
-    picked = {}
+    picked, sizes = {}, {}
     for k, (x, y) in sets.items():
-        keep = torch.randperm(len(y), generator=g)[:samples] if samples is not None else torch.arange(len(y))
-        picked[k] = (x[keep], y[keep])
+        if samples is None or len(y) <= samples:
+            picked[k] = (x, y)
+        else:
+            keep = torch.randperm(len(y), generator=g)[:samples].sort().values
+            picked[k] = (x[keep], y[keep])
+        sizes[k] = (len(picked[k][1]), len(y))
     x_all = torch.cat([x for x, _ in picked.values()])
     bounds = torch.tensor([0] + [len(y) for _, y in picked.values()]).cumsum(0).tolist()
 
@@ -196,6 +203,7 @@ def curve_monitor(prepared: Prepared, samples: int | None = CURVE_SAMPLES) -> Ca
         out.setdefault("asr", None)
         return out
 
+    monitor.sizes = sizes  # type: ignore[attr-defined]
     return monitor
 
 

@@ -37,7 +37,7 @@ with st.expander("Data set", expanded=s["dataset"] != "digits"):
     if file is not None:
         content = file.getvalue()
         arrays, found = upload.read_npz(content)
-        found += upload.problems(arrays) if arrays or not found else []
+        found = found or upload.problems(arrays)
         for problem in found:
             st.error(f"{file.name}: {problem}", icon="🚫")
         if not found:
@@ -77,63 +77,74 @@ if "target" in options:
     with c4:
         number("target", "Target class", max_value=999, help="Backdoor: triggered images get this label.")
 
-cfg = state.checked_config(strategies=False)
+if analysis.needs_pick(s):
+    st.info("No sample picked yet: **pick samples** below (click or box-select squares, or type indices).")
+    cfg, data_cfg = None, analysis.picker_config(s)
+else:
+    cfg = data_cfg = state.checked_config(strategies=False)
 if cfg is not None:
     ds, fs = cache.prepared(cfg).dataset, cache.prepared(cfg).forget_set
     summary = fs.summary()
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("training samples |D|", f"{summary['n_train']:,}")
-    m2.metric("forget set |D_f|", f"{summary['n_forget']:,}")
-    m3.metric("corrected |D̃_f|", f"{summary['n_corrected']:,}", help="0 means plain removal: D̃_f is empty.")
-    m4.metric("image shape", "×".join(map(str, ds.shape)))
+    m = st.columns(4)
+    m[0].metric("training samples |D|", f"{summary['n_train']:,}")
+    m[1].metric("forget set |D_f|", f"{summary['n_forget']:,}")
+    m[2].metric("corrected |D̃_f|", f"{summary['n_corrected']:,}", help="0 means plain removal: D̃_f is empty.")
+    m[3].metric("image shape", "×".join(map(str, ds.shape)))
 
     st.subheader("Forget samples: as trained → as corrected")
     help_n = "The first samples of D_f as the model was trained on them (trigger visible) and as corrected."
     n_show = st.slider("Samples shown", 4, 32, 12, step=4, key="n_gallery", help=help_n)
     trained, corrected = analysis.gallery(fs, n_show)
-    grid = figures.image_grid(*trained, cols=12, title="as trained (D_f)")
-    st.plotly_chart(grid, width="stretch", key="gallery_trained")
+    st.plotly_chart(figures.image_grid(*trained, cols=12, title="as trained (D_f)"), key="gallery_trained")
     if corrected is not None:
         grid = figures.image_grid(*corrected, cols=12, title="as corrected (D̃_f)")
         st.plotly_chart(grid, width="stretch", key="gallery_corrected")
     else:
         st.caption("Plain removal: D̃_f is empty, the samples just go.")
-    hist = figures.class_histogram(summary["forget_class_histogram"], ds.classes)
-    st.plotly_chart(hist, width="stretch", key="class_hist")
+    st.plotly_chart(figures.class_histogram(summary["forget_class_histogram"], ds.classes), key="class_hist")
 
-    st.subheader("Pick or drop samples")
-    st.markdown("Edit D_f by hand: the result is an `indices` scenario with the same kind of damage.")
-    current = [int(i) for i in fs.forget_idx.tolist()]
-    keep = st.multiselect(
-        "Samples in D_f (remove one to drop it)",
-        options=current,
-        default=current,
-        key=f"keep_{state.config_key_short(cfg)}",
-        help="Training-sample indices of D_f; click × to drop a sample.",
+if data_cfg is not None:
+    st.subheader("Pick or drop samples", help="The result is an `indices` scenario with the same damage.")
+    labels = cache.prepared(data_cfg).dataset.y_train.tolist()
+    current = [] if cfg is None else [int(i) for i in cache.prepared(cfg).forget_set.forget_idx.tolist()]
+    n_train, shown, key = len(labels), min(len(labels), 1200), f"keep_{state.config_key_short(data_cfg)}"
+    st.session_state.setdefault(key, current)
+
+    def pick() -> None:  # a click toggles a square, a box adds every square in it
+        picked = analysis.picked_indices(st.session_state["picker"], shown)
+        st.session_state[key] = analysis.toggle(st.session_state[key], picked)
+
+    def typed() -> None:  # every bad token refused at once, naming it; the good ones added
+        added, st.session_state["typed_problems"] = analysis.parse_indices(
+            st.session_state["extra_idx"], n_train
+        )
+        st.session_state[key] = sorted(set(st.session_state[key]) | set(added))
+        if not st.session_state["typed_problems"]:
+            st.session_state["extra_idx"] = ""
+
+    chosen = st.session_state[key]
+    picker = figures.sample_picker(labels[:shown], [i in set(chosen) for i in range(shown)])
+    st.plotly_chart(picker, width="stretch", key="picker", on_select=pick, selection_mode=("points", "box"))
+    help_add = (
+        f"Training-sample indices 0..{n_train - 1}, comma separated; or click/box-select squares above."
     )
-    n_train, shown = len(fs.y_train), min(len(fs.y_train), 1200)
-    picker = figures.sample_picker(fs.y_true.tolist()[:shown], [i in set(keep) for i in range(shown)])
-    picked = st.plotly_chart(
-        picker, width="stretch", key="picker", on_select="rerun", selection_mode=("points", "box")
+    st.text_input("Add samples (indices, comma separated)", key="extra_idx", on_change=typed, help=help_add)
+    for problem in st.session_state.get("typed_problems", []):
+        st.error(f"Add samples: {problem} — not added")
+    chosen = st.multiselect(
+        "Chosen samples (click × to drop one)",
+        options=sorted(set(current) | set(st.session_state[key])),
+        key=key,
+        help="Training-sample indices of the new D_f: click × to drop a sample, or pick it again above.",
     )
-    clicked = analysis.picked_indices(picked.selection.points if picked else [])
-    help_add = f"Training-sample indices 0..{n_train - 1}; or click/box-select squares above."
-    extra = st.text_input("Add samples (indices, comma separated)", key="extra_idx", help=help_add)
-    added, problems = analysis.parse_indices(extra, n_train)
-    for problem in problems:
-        st.error(f"Add samples: {problem}")
-    chosen = sorted(set(keep) | set(added) | set(clicked))
-    st.caption(f"{len(chosen)} samples chosen ({len(clicked)} clicked, {len(added)} typed).")
+    st.caption(f"{len(chosen)} samples chosen (D_f now: {len(current)}; the first {shown} shown above).")
     if st.button(
         "Use this selection",
         key="use_selection",
-        disabled=chosen == sorted(current),
-        help="Switch to the `indices` scenario with exactly these samples.",
+        disabled=not chosen or sorted(chosen) == sorted(current),
+        help="Switch to the `indices` scenario with exactly these samples (pick at least one).",
     ):
-        if not chosen:
-            st.error("scenario.indices: the forget set is empty; keep or add at least one sample")
-        else:
-            state.update(scenario="indices", indices=chosen, corruption=analysis.corruption_of(s))
-            st.rerun()
+        state.update(scenario="indices", indices=sorted(chosen), corruption=analysis.corruption_of(s))
+        st.rerun()
 
 state.sync_url()

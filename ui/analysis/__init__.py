@@ -13,7 +13,15 @@ from ui.analysis.curvature import (
     strategy_masks,
     threshold,
 )
-from ui.analysis.forget_set import corruption_of, gallery, parse_indices, picked_indices
+from ui.analysis.forget_set import (
+    corruption_of,
+    gallery,
+    needs_pick,
+    parse_indices,
+    picked_indices,
+    picker_config,
+    toggle,
+)
 from ui.analysis.series import (
     ORIGINAL,
     RETRAINED,
@@ -65,8 +73,11 @@ __all__ = [
     "history_table",
     "model_series",
     "n_selected",
+    "needs_pick",
     "parse_indices",
     "picked_indices",
+    "picker_config",
+    "toggle",
     "rank_matrix",
     "relearn_series",
     "relearn_title",

@@ -1,9 +1,9 @@
-"""The Forget set page's data: typed and clicked sample indices, the D_f gallery, and the
+"""The Forget set page's data: typed, clicked and box-selected sample indices, the D_f gallery, and the
 current scenario's damage as an `indices` corruption."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -26,10 +26,52 @@ def parse_indices(text: str, n_train: int) -> tuple[list[int], list[str]]:
     return sorted(set(good)), problems
 
 
-def picked_indices(points: Iterable[dict]) -> list[int]:
-    """Training-sample indices of the squares clicked or box-selected in the sample picker (its
-    one trace draws sample i as point i)."""
-    return sorted({int(p["point_index"]) for p in points if "point_index" in p})
+def picked_indices(event: Any, n_shown: int | None = None) -> list[int]:
+    """Training-sample indices of the squares clicked or box-selected in the sample picker, whose
+    one trace draws sample i as point i.
+
+    `event` is what st.plotly_chart(on_select=...) delivers: {"selection": {"points": [...],
+    "point_indices": [...], "box": [...], "lasso": [...]}}, or its "selection", or its "points".
+    A point is {"curve_number": 0, "point_number": i, "point_index": i, "x", "y",
+    "customdata": ...}; customdata of a numpy-built trace arrives as a JSON object
+    {"0": i, "1": label} (a typed-array row), not a list, so it is never indexed by 0 here.
+    Points of other traces and indices outside 0..n_shown−1 are ignored."""
+    if isinstance(event, Mapping) and "selection" in event:
+        event = event["selection"]
+    if isinstance(event, Mapping):
+        points, found = (
+            event.get("points") or [],
+            {i for i in event.get("point_indices") or [] if isinstance(i, int)},
+        )
+    else:
+        points, found = event or [], set()
+    for p in points:
+        i = p.get("point_index", p.get("point_number")) if isinstance(p, Mapping) else None
+        if isinstance(i, int) and p.get("curve_number", 0) == 0:
+            found.add(i)
+    return sorted(i for i in found if i >= 0 and (n_shown is None or i < n_shown))
+
+
+def toggle(chosen: Iterable[int], picked: Iterable[int]) -> list[int]:
+    """The selection after a pick: squares already all chosen are dropped (a click on a chosen
+    square removes it), otherwise the picked ones are added (a box adds everything in it)."""
+    chosen, picked = set(chosen), set(picked)
+    return sorted(chosen - picked if picked and picked <= chosen else chosen | picked)
+
+
+def needs_pick(settings: dict) -> bool:
+    """Whether the user chose the `indices` scenario and has not picked any sample yet."""
+    return settings["scenario"] == "indices" and not settings["indices"]
+
+
+def picker_config(settings: dict) -> dict:
+    """A normalized config that loads the same training data as `settings` (for the picker when no
+    sample is picked yet: a one-sample random forget set stands in for the empty pick)."""
+    from core import config as core_config
+    from ui.state import build_config
+
+    stand_in = {**settings, "scenario": "random_samples", "size": 1}
+    return core_config.normalize(build_config(stand_in, strategies=False))
 
 
 def gallery(forget_set: Any, n: int) -> tuple[tuple, tuple | None]:

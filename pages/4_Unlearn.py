@@ -7,14 +7,18 @@ import streamlit as st
 from core import config as core_config
 from core import experiment
 from ui import analysis, cache, choices, figures, jobs, state
+from ui.analysis import tables
 
 s = state.init("Unlearn")
+store = cache.store()
+result = state.shown_result(store)  # the run named in the URL (a shared link) or the session's
 st.title("4 · Unlearn")
 st.markdown(
     "Each strategy picks a mask M of the same budget; the update touches only those coordinates. "
     "G is the gradient difference between the corrected samples D̃_f and the samples as trained D_f "
-    "(Warnecke et al.). First order steps along G; second order solves with the curvature restricted "
-    "to the mask; the other methods are described in the Method tooltip."
+    "(Warnecke et al.). First order takes *Steps* masked steps along G (one by default; the caption "
+    "under the results says how many ran); second order solves with the curvature restricted to the "
+    "mask; the other methods are described in the Method tooltip."
 )
 st.latex(
     r"\text{first order: } \theta_u = \theta^* - \tau\,(M\odot G) \qquad "
@@ -51,25 +55,22 @@ with c3:
     help_steps = f"Update steps of the methods that take steps; 0 = the method's default ({counts})."
     state.bind(st.number_input, "steps", "Steps", min_value=0, max_value=1000, step=5, help=help_steps)
 
-busy = jobs.running()
-if st.button(
-    "Unlearn with these strategies",
-    type="primary",
-    disabled=busy,
-    key="unlearn",
-    help="Trains (or loads) θ* and the reference, computes what the masks need once, then one "
-    "masked update per strategy; runs in the background.",
-):
+help_go = (
+    "Trains (or loads) θ* and the reference, computes what the masks need once, then one masked "
+    "update per strategy; runs in the background."
+)
+if st.button("Unlearn with these strategies", type="primary", key="unlearn", **jobs.guard(help_go)):
     if not s["strategies"]:
         st.error("strategies: choose at least one strategy", icon="🚫")
     elif (cfg := state.checked_config(need_strategies=True)) is not None:
-        jobs.start("unlearn", cache.experiment_job(cfg, str(cache.store().root)))
+        jobs.start("unlearn", cache.experiment_job(cfg, str(store.root)), "the unlearning run")
+jobs.show_estimate(cache.estimate_config(state.config(), store))
 if (done := jobs.follow("unlearn")) is not None:
-    st.session_state["result"] = done
-    state.update(run=0)
+    st.session_state["result"] = result = done
+    state.update(run=done.get("run_id") or 0, inspect=0)
 
-result = st.session_state.get("result")
 if result:
+    st.markdown(tables.run_caption(result))
     rows = result["strategies"]
     curves = [
         {**c, "curve": col}
@@ -88,8 +89,11 @@ if result:
     st.subheader("Before / after")
     bars = figures.metric_bars(analysis.model_series(result), ["test_acc", "retain_acc", "forget_acc", "asr"])
     st.plotly_chart(bars, width="stretch", key="bars")
-    for label, notes in analysis.flagged(result):
-        st.warning(f"**{label}**: " + "; ".join(notes), icon="⚠️")
+    if why := tables.backdoor_kept(result):
+        st.warning(why, icon="⚠️")
+    else:
+        for label, notes in analysis.flagged(result):
+            st.warning(f"**{label}**: " + "; ".join(notes), icon="⚠️")
     if rows:
         st.dataframe(analysis.unlearn_table(result), width="stretch", hide_index=True)
 
@@ -98,17 +102,19 @@ if result:
     fs = cache.prepared(rcfg).forget_set
     if rows and "triggered_test" in fs.eval_sets:
         st.subheader("Predictions on triggered test images")
-        pick = st.selectbox(
+        s["inspect"] = min(max(0, s["inspect"]), len(rows) - 1)  # a link may name a row that is gone
+        pick = state.bind(
+            st.selectbox,
+            "inspect",
             "Strategy to inspect",
             options=list(range(len(rows))),
             format_func=lambda i: rows[i]["label"],
-            key="inspect",
             help="Re-runs this strategy's masked update (cached) and shows what θ* and the unlearned model predict.",
         )
         row = rows[pick]
         key = f"inspect:{experiment.model_key(rcfg, 'original')}:{row['label']}:{row['method']}"
-        if st.button("Show predictions", key="predict", disabled=busy, help="Runs in the background."):
-            jobs.start("inspect", cache.predictions_job(rcfg, row, str(cache.store().root), key))
+        if st.button("Show predictions", key="predict", **jobs.guard("Runs in the background.")):
+            jobs.start("inspect", cache.predictions_job(rcfg, row, str(store.root), key), "predictions")
         if (pred := jobs.follow("inspect")) is not None:
             st.session_state["inspect_result"] = {"key": key, **pred}
         pred = st.session_state.get("inspect_result")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import analysis, cache, figures, jobs, state
+from ui.analysis import tables
 
 s = state.init("Compare")
 st.title("5 · Compare")
@@ -21,16 +22,10 @@ st.latex(
 )
 
 store = cache.store()
-if s["run"] and (st.session_state.get("result") or {}).get("run_id") != s["run"]:
-    loaded, problem = analysis.stored_result(store, s["run"])  # a shared link names a stored run
-    if loaded:
-        st.session_state["result"] = loaded
-    else:
-        st.error(problem)
-
-result = st.session_state.get("result")
+result = state.shown_result(store)  # the run named in the URL (a shared link) or the session's
 figs: dict = {}
 if result:
+    st.markdown(tables.run_caption(result))
     for col, (label, value, help_) in zip(st.columns(4), analysis.headline(result)):
         col.metric(label, value, help=help_)
     for label, notes in analysis.flagged(result):
@@ -71,8 +66,10 @@ if result:
         help_m = "Models trained with different seeds on the same D_f, unlearned and retrained (digits: 16)."
         state.bind(st.number_input, "deep_models", "Models M", min_value=2, max_value=64, help=help_m)
         help_deep = "Trains M originals and M retrained models and unlearns each (background job; minutes)."
-        if st.button("Deep evaluation", key="deep_eval", disabled=jobs.running(), help=help_deep):
-            jobs.start("deep_eval", cache.deep_eval_job(result["config"], str(store.root), s["deep_models"]))
+        if st.button("Deep evaluation", key="deep_eval", **jobs.guard(help_deep)):
+            fn = cache.deep_eval_job(result["config"], str(store.root), s["deep_models"])
+            jobs.start("deep_eval", fn, "the deep evaluation")
+        jobs.show_estimate(cache.estimate(result["config"], store, "deep_eval", s["deep_models"]))
         if (fq := jobs.follow("deep_eval")) is not None:
             st.session_state["deep_eval_result"] = {"run": result.get("run_id"), **fq}
         fq = st.session_state.get("deep_eval_result")
@@ -98,18 +95,16 @@ if result:
         "Points come from every stored run on the same trained models and method; add budgets with a sweep."
     )
     help_sweep = "One run with every chosen budgeted strategy at four budgets (models and curvature reused)."
-    if st.button(
-        "Sweep budgets (0.5 %, 2 %, 10 %, 50 %)", key="sweep", disabled=jobs.running(), help=help_sweep
-    ):
+    if st.button("Sweep budgets (0.5 %, 2 %, 10 %, 50 %)", key="sweep", **jobs.guard(help_sweep)):
         cfg = analysis.sweep_config(state.config(), s["strategies"], (0.005, 0.02, 0.1, 0.5))
-        jobs.start("sweep", cache.experiment_job(cfg, str(store.root)))
+        jobs.start("sweep", cache.experiment_job(cfg, str(store.root)), "the budget sweep")
     if jobs.follow("sweep") is not None:
         st.rerun()
 
     st.subheader("Table")
     rows = analysis.table(result)
     st.dataframe(rows, width="stretch", hide_index=True)
-    for col, button in zip(st.columns(3), analysis.downloads(result, rows, figures.to_html(figs))):
+    for col, button in zip(st.columns(3), tables.downloads(result, rows, figs)):
         col.download_button(**button)
 else:
     st.info(
@@ -119,7 +114,7 @@ else:
 st.subheader("Run history")
 history = store.list_runs(kind="run", limit=50)
 if history:
-    st.dataframe(analysis.history_table(history), width="stretch", hide_index=True)
+    st.dataframe(tables.history_table(history), width="stretch", hide_index=True)
     h1, h2, h3 = st.columns([2, 1, 1])
     help_run = "A run from the store (shared by every user of this server)."
     run_id = h1.selectbox("Run", options=[r["id"] for r in history], key="history_pick", help=help_run)
@@ -130,11 +125,12 @@ if history:
         state.update(**state.settings_from_config(chosen.get("config") or {}), run=int(run_id))
         st.rerun()
     help_rerun = "Run this config again (trained models are reused from the store)."
-    if h3.button("Re-run", key="rerun", disabled=jobs.running(), help=help_rerun):
+    if h3.button("Re-run", key="rerun", **jobs.guard(help_rerun)):
         state.update(**state.settings_from_config(chosen.get("config") or {}), run=0)
-        jobs.start("rerun", cache.experiment_job(chosen.get("config") or {}, str(store.root)))
+        jobs.start("rerun", cache.experiment_job(chosen.get("config") or {}, str(store.root)), "the re-run")
     if (redone := jobs.follow("rerun")) is not None:
         st.session_state["result"] = redone
+        state.update(run=redone.get("run_id") or 0)
         st.rerun()
 else:
     st.caption("The run store is empty.")

@@ -139,6 +139,78 @@ def cached_curvature(cfg: dict, st_: RunStore) -> dict | None:
     return curvature(cfg, st_) if _stored(st_, experiment.curvature_key(cfg)) else None
 
 
+# -- time estimates before a job starts -------------------------------------------------------
+STRATEGY_OVERHEAD_S = 1.5  # metrics of one strategy (MIA, relearning curve) on digits, measured
+
+
+def n_parameters(cfg: dict) -> int:
+    """Parameters of the config's model for its data set (built once, never trained)."""
+    from core.models import build, count_parameters
+
+    ds = prepared(cfg).dataset
+    key = f"nparams:{cfg['model']}:{ds.shape}:{len(ds.classes)}"
+    return shared(key, lambda: count_parameters(build(cfg["model"], ds)))
+
+
+def _measured(cfg: dict, st_: RunStore) -> dict | None:
+    """Seconds measured by the newest finished run on the same data set and model, or None."""
+    same = ("dataset", "root", "train_size", "model")
+    for row in st_.list_runs(kind="run", limit=30):
+        rcfg, res = row.get("config") or {}, row.get("result") or {}
+        if row["status"] == "done" and all(rcfg.get(k) == cfg.get(k) for k in same) and res.get("seconds"):
+            return {"config": rcfg, "seconds": res["seconds"], "rows": res.get("strategies") or []}
+    return None
+
+
+def estimate(cfg: dict, st_: RunStore, kind: str = "run", models: int = 1) -> float:
+    """Seconds job `kind` ("run", "train", "curvature", "deep_eval" with `models` seeds) of the
+    normalized `cfg` will take: trained models and a curvature already in the store count 0.
+    One epoch = n_train × parameters × the rate measured in benchmarks/results/train.json (or,
+    better, the newest stored run on the same data set and model); a curvature ≈ 3 epochs; a
+    strategy ≈ its update plus STRATEGY_OVERHEAD_S + 0.3 epochs of metrics."""
+    import os
+
+    from ui import jobs
+
+    p = prepared(cfg)
+    epoch = jobs.seconds_per_epoch(cfg["dataset"], cfg["model"], len(p.dataset.y_train), n_parameters(cfg))
+    curv, update = 3.0 * epoch, 0.0
+    measured = _measured(cfg, st_)
+    if measured:
+        secs, rcfg = measured["seconds"], measured["config"]
+        epoch = (secs.get("train") or 0.0) / max(1, (rcfg.get("train") or {}).get("epochs") or 1) or epoch
+        if rcfg.get("curvature") == cfg["curvature"] and secs.get("curvature"):
+            curv = secs["curvature"]
+        rows = measured["rows"]
+        update = sum(r.get("seconds_update") or 0.0 for r in rows) / max(1, len(rows))
+    train = epoch * cfg["train"]["epochs"]
+    per_strategy = update + STRATEGY_OVERHEAD_S + 0.3 * epoch
+    n = len(cfg["strategies"])
+    if kind == "deep_eval":
+        workers = max(1, min(models, os.cpu_count() or 1))
+        return models * (2 * train + n * per_strategy) / workers
+    curvature_s = 0.0 if _stored(st_, experiment.curvature_key(cfg)) else curv
+    if kind == "curvature":
+        return curvature_s
+    roles = ["original", "retrained"] if cfg.get("retrain", True) else ["original"]
+    total = sum(0.0 if has_model(cfg, role, st_) else train for role in roles)
+    if kind == "run" and n:
+        total += curvature_s + n * per_strategy
+    return total
+
+
+def estimate_config(config: dict, st_: RunStore, kind: str = "run", models: int = 1) -> float | None:
+    """`estimate` of a config not yet normalized; None when it is invalid (the page says why
+    when the button is pressed)."""
+    from core import config as core_config
+    from core.errors import SapsError
+
+    try:
+        return estimate(core_config.normalize(config), st_, kind, models)
+    except SapsError:
+        return None
+
+
 # -- job bodies (run in a thread: no Streamlit calls) -----------------------------------------
 Job = Callable[[Callable[[str, float, str], None]], Any]
 

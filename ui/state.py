@@ -6,6 +6,10 @@ into the query string after every run, so a copied link reproduces the view:
 `/Curvature?frac=0.05&curv=hutchinson&largest=0`. Only values that differ from the defaults
 appear in the URL.
 
+Result pages (Unlearn, Compare) carry the run they show as `run=<id>`: `shown_result(store)`
+loads it from the store when the session does not hold it (a link opened in a new browser),
+and names an unknown id in an st.error instead of failing.
+
 Widgets are bound with `bind(...)`: their key is `w_<name>_<page>`, seeded from the settings when
 the widget first appears on a page (Streamlit forgets widget state of pages not shown), and
 their value is copied back into the settings on every run.
@@ -49,7 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "method": "",  # "" = the scenario's default method (ui.choices.default_method)
     "steps": 0,  # 0 = the method's own default
     "deep_models": 16,  # models M per side of the deep evaluation (forget quality)
-    "run": 0,  # run id loaded on the Compare page (0 = the session's latest result)
+    "run": 0,  # run id shown on Unlearn / Compare (0 = none yet; set when a result is shown)
+    "inspect": 0,  # Unlearn: index of the strategy row whose predictions are shown
 }
 # Settings that never go to the URL (a server path is local to the machine).
 NOT_IN_URL = {"root"}
@@ -248,6 +253,31 @@ def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, An
     return st.session_state["settings"]
 
 
+def shown_result(store: Any) -> dict | None:
+    """The result a result page shows: the stored run named by setting "run" when the session
+    does not hold it (a shared link; its settings are taken over), else the session's latest
+    result, whose id then goes to the URL. An id the store does not know is an st.error naming
+    it and how to pick a stored run; the page then shows no result (never another run's)."""
+    from ui.analysis import tables
+
+    s = settings()
+    result = st.session_state.get("result")
+    if s["run"] and (result or {}).get("run_id") != s["run"]:
+        loaded, problem = tables.stored_result(store, s["run"])
+        if loaded is None:
+            st.error(
+                f"Run {s['run']} cannot be shown: {problem}. Pick a stored run under **Run history** "
+                "on 5 · Compare and press Load, or press **Run the demo** on the home page.",
+                icon="🔗",
+            )
+            return None
+        st.session_state["result"] = result = loaded
+        update(**settings_from_config(loaded.get("config") or {}), run=int(s["run"]))
+    elif result and result.get("run_id") and s["run"] != result["run_id"]:
+        s["run"] = int(result["run_id"])
+    return result
+
+
 def page_slug(title: str) -> str:
     return title.lower().replace(" ", "_")
 
@@ -319,7 +349,11 @@ def choose(name: str, label: str, registry: str, *, note: str = "", **kwargs: An
 
 
 def sync_query_only() -> None:
-    """Mirror the settings into the query string (also usable inside a fragment)."""
+    """Mirror the settings into the query string and the sidebar summary (also usable inside a
+    fragment: a slider there updates both)."""
+    box = st.session_state.get("_summary_box")
+    if box is not None:
+        box.caption(summary(settings()))
     wanted = to_query(settings())
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
@@ -341,16 +375,23 @@ def sidebar() -> None:
         st.markdown("### SAPS workbench")
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon)
-        s = settings()
         st.divider()
-        methods = choices.methods()
-        name = s["method"] or choices.default_method(scenario_params(s))
-        method = methods.get(name, name) + ("" if s["method"] else " (scenario default)")
-        st.caption(
-            f"**{s['dataset']}** · {s['model']} · {s['scenario']} · seed {s['seed']}  \n"
-            f"budget {s['frac']:.1%} ({'largest' if s['largest'] else 'smallest'}) · "
-            f"{s['curv']} · {method}"
-        )
+        # filled again by sync_url at the end of the page, after every widget wrote its setting
+        box = st.empty()
+        box.caption(summary(settings()))
+        st.session_state["_summary_box"] = box
+
+
+def summary(s: dict[str, Any]) -> str:
+    """The sidebar's one-paragraph summary of the current choices (registry labels)."""
+    methods, estimators = choices.methods(), choices.labels("estimators")
+    name = s["method"] or choices.default_method(scenario_params(s))
+    method = methods.get(name, name) + ("" if s["method"] else " (scenario default)")
+    return (
+        f"**{s['dataset']}** · {s['model']} · {s['scenario']} · seed {s['seed']}  \n"
+        f"budget {s['frac']:.1%} ({'largest' if s['largest'] else 'smallest'}) · "
+        f"{estimators.get(s['curv'], s['curv'])} · {method}"
+    )
 
 
 def checked_config(*, strategies: bool = True, need_strategies: bool = False) -> dict[str, Any] | None:

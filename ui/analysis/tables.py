@@ -1,6 +1,7 @@
 """Tables and downloads for the pages: the results table and its CSV, the Unlearn page's short
-table, the run history, honesty notes of a strategy row, and the Compare page's headline,
-stored-run loading, sweep config and download buttons."""
+table, the run history, honesty notes of a strategy row (and why a backdoor stayed), the
+settings a result was made with, and the Compare page's headline, stored-run loading, sweep
+config and download buttons."""
 
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def unlearn_table(result: dict) -> list[dict]:
             "strategy": r["label"],
             "method": r.get("method_label") or r.get("method"),
             "selected": r.get("n_selected"),
+            "steps": r.get("steps"),
             **{k: r["metrics"].get(k) for k in ("test_acc", "forget_acc", "asr")},
             "seconds": r.get("seconds"),
             "note": "; ".join(row_notes(r)),
@@ -102,25 +104,84 @@ def unlearn_table(result: dict) -> list[dict]:
     ]
 
 
+def _budgets(strategies: list[dict]) -> str:
+    fractions = sorted({f for st_ in strategies if (f := st_.get("fraction")) is not None})
+    return ", ".join(f"{f:.1%}" for f in fractions)
+
+
+def made_with(cfg: dict) -> dict[str, str]:
+    """The method, estimator and budget(s) a run was made with, as registry labels."""
+    methods, estimators = choices.methods(), choices.labels("estimators")
+    method = (cfg.get("unlearning") or {}).get("method") or ""
+    curv = (cfg.get("curvature") or {}).get("method") or ""
+    return {
+        "method": methods.get(method, method),
+        "estimator": estimators.get(curv, curv),
+        "budget": _budgets(cfg.get("strategies") or []) or "—",
+    }
+
+
+def run_caption(result: dict) -> str:
+    """One line under a result: its run id, data, and the method (with the steps it actually
+    ran), estimator and budget it was made with."""
+    cfg = result.get("config") or {}
+    m = made_with(cfg)
+    steps = sorted({r["steps"] for r in result["strategies"] if isinstance(r.get("steps"), int)})
+    ran = f" ({'/'.join(map(str, steps))} step{'s' if steps != [1] else ''} run)" if steps else ""
+    scenario = (cfg.get("scenario") or {}).get("kind", "?")
+    return (
+        f"Run #{result.get('run_id') or '—'} · {cfg.get('dataset')} · {cfg.get('model')} · {scenario} · "
+        f"method **{m['method']}**{ran} · estimator **{m['estimator']}** · budget **{m['budget']}**"
+    )
+
+
 def history_table(runs: Iterable[dict]) -> list[dict]:
-    """The run history as table rows."""
+    """The run history as table rows, with the method, estimator and budgets of each run."""
     out = []
     for r in runs:
         cfg = r.get("config") or {}
+        error = r.get("error") or ""
         out.append(
             {
                 "id": r["id"],
                 "created": r["created"],
-                "status": r["status"],
+                "status": "cancelled" if error.startswith("Cancelled") else r["status"],
                 "dataset": cfg.get("dataset"),
                 "scenario": (cfg.get("scenario") or {}).get("kind"),
-                "method": (cfg.get("unlearning") or {}).get("method"),
+                **made_with(cfg),
                 "strategies": len(cfg.get("strategies") or []),
                 "seconds": r.get("seconds"),
-                "error": r.get("error"),
+                "error": error,
             }
         )
     return out
+
+
+def backdoor_kept(result: dict) -> str | None:
+    """Why, when every strategy leaves the backdoor in place (attack success not even half-way
+    from θ*'s to the retrained model's), one sentence per strategy from its method log; None
+    otherwise or without a backdoor."""
+    o, ref, rows = result["original"], result.get("retrained") or {}, result["strategies"]
+    if o.get("asr") is None or not rows:
+        return None
+    bar = (o["asr"] + (ref.get("asr") if ref.get("asr") is not None else 0.0)) / 2
+    if any((r["metrics"].get("asr") or 0.0) <= bar for r in rows):
+        return None
+    why = []
+    for r in rows:
+        log = r.get("log") or {}
+        reasons = row_notes(r) or [
+            f"the update ran ({log.get('steps') or r.get('steps') or '?'} step(s), "
+            f"τ = {r.get('lr') if r.get('lr') is not None else '?'}) but moved too little"
+        ]
+        why.append(f"**{r['label']}**: " + "; ".join(reasons))
+    method = rows[0].get("method_label") or rows[0].get("method")
+    return (
+        f"Every strategy leaves the backdoor in place with {method}: attack success stays above "
+        f"{bar:.0%} (θ* {o['asr']:.0%}, retrained {ref.get('asr') or 0:.0%}).  \n"
+        + "  \n".join(why)
+        + "  \nTry more steps, or the scenario's default method (masked fine-tuning)."
+    )
 
 
 def stored_result(store: Any, run_id: int) -> tuple[dict | None, str | None]:
@@ -156,8 +217,23 @@ def sweep_config(base: dict, keys: list[str], fractions: tuple[float, ...]) -> d
     return {**base, "strategies": [e for f in fractions for e in choices.strategy_entries(chosen, f)]}
 
 
-def downloads(result: dict, rows: list[dict], html: str) -> list[dict]:
-    """The Compare page's download buttons as st.download_button keyword arguments."""
+def figures_html(figs: dict[str, Any], title: str = "SAPS comparison") -> str:
+    """Every figure in one self-contained HTML page (plotly.js embedded once). Deterministic:
+    each chart's div id is its key, so the same figures give the same bytes on every rerun and
+    the download's file stays the same."""
+    parts = [
+        f.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"saps-{name}")
+        for i, (name, f) in enumerate(figs.items())
+    ]
+    head = f"<html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+    return head + "".join(parts) + "</body></html>"
+
+
+def downloads(result: dict, rows: list[dict], figs: dict[str, Any]) -> list[dict]:
+    """The Compare page's download buttons as st.download_button keyword arguments: data
+    computed now (never deferred), stable keys, and on_click="ignore" so a click does not
+    rerun the page (a rerun would replace the files the other buttons point to)."""
+    common = {"on_click": "ignore"}
     return [
         dict(
             label="Results as CSV",
@@ -166,6 +242,7 @@ def downloads(result: dict, rows: list[dict], html: str) -> list[dict]:
             mime="text/csv",
             key="dl_csv",
             help="The table above, one row per model.",
+            **common,
         ),
         dict(
             label="Results as JSON",
@@ -174,13 +251,15 @@ def downloads(result: dict, rows: list[dict], html: str) -> list[dict]:
             mime="application/json",
             key="dl_json",
             help="The full result document (config included).",
+            **common,
         ),
         dict(
             label="Figures as HTML",
-            data=html,
+            data=figures_html(figs),
             file_name="saps_figures.html",
             mime="text/html",
             key="dl_html",
             help="All charts of this page in one self-contained HTML file.",
+            **common,
         ),
     ]

@@ -42,3 +42,39 @@ def test_errors_become_messages_that_name_the_problem():
         job = jobs.start_thread("y", fn)
         job.thread.join(10)
         assert job.done and job.result is None and job.error == message
+
+
+def test_cancel_raises_in_the_worker_at_its_next_progress_report():
+    reported, go = threading.Event(), threading.Event()
+    after = []
+
+    def fn(progress):
+        progress("train", 0.1, "epoch 1")
+        reported.set()
+        go.wait(10)
+        progress("train", 0.2, "epoch 2")  # raises Cancelled: nothing below runs
+        after.append("ran on")
+        return 42
+
+    job = jobs.start_thread("z", fn, "the training")
+    assert reported.wait(10)
+    job.cancel()
+    assert job.snapshot()["message"].startswith("cancelling")
+    go.set()
+    job.thread.join(10)
+    assert job.done and job.cancelled and job.result is None and after == []
+    assert job.error == "Cancelled: the training cancelled by the user"
+
+
+def test_a_result_that_arrives_after_cancel_is_discarded():
+    go = threading.Event()
+
+    def fn(progress):
+        go.wait(10)  # no progress report after Cancel: the work ends normally
+        return 42
+
+    job = jobs.start_thread("w", fn)
+    job.cancel()
+    go.set()
+    job.thread.join(10)
+    assert job.cancelled and job.result is None and job.error.startswith(jobs.CANCELLED)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
+import pytest
 
 from ui import figures
 
@@ -228,7 +231,7 @@ def test_unlearning_curves_per_metric_panel_with_the_retrained_level():
     assert list(fig.data[1].x) == [0, 5] and list(fig.data[1].y) == [0.9, 0.1]
     line = [sh for sh in fig.layout.shapes if sh.line.dash == "dash"][0]
     assert line.y0 == 0.02 and any("retrained 2.0%" in (a.text or "") for a in fig.layout.annotations)
-    assert fig.layout.xaxis.title.text == "unlearning step" and fig.layout.yaxis2.title.text == "rate"
+    assert fig.layout.xaxis.title.text == "unlearning step" and fig.layout.yaxis2.title.text == "rate (%)"
 
 
 def test_retrained_references_are_labelled_and_axes_have_units():
@@ -262,3 +265,92 @@ def test_axis_titles_carry_the_units_of_core_metrics_info():
     assert figures.axis_title("poison_fit_auc") == "poison fit AUC (0–1)"
     assert figures.axis_title("kl_to_retrained") == "KL to retrained (nats)"
     assert figures.tick_format("test_acc") == ".1%" and figures.tick_format("mia_auc") is None
+
+
+# -- cosmetics: axes in 0–100 %, readable ticks, titles not clipped, % restored ---------------
+def test_a_single_retain_point_keeps_its_axis_inside_0_to_100_percent():
+    series = [{"label": "SAPS", "key": "saps", "curve": {"step": [0], "retain_acc": [0.97], "asr": [0.9]}}]
+    fig = figures.unlearning_curves(series, ("retain_acc", "asr"), reference={"retain_acc": 0.99})
+    lo, hi = fig.layout.yaxis.range
+    assert 0.0 <= lo < 0.97 < 0.99 < hi <= 1.0  # plotly's autorange made this 0–200 %
+    points = [{"label": "SAPS", "key": "saps", "fraction": 0.02, "metrics": {"retain_acc": 0.97}}]
+    lo, hi = figures.metric_vs_budget(points, "retain_acc", reference=0.99).layout.yaxis.range
+    assert 0.0 <= lo < 0.97 and 0.99 < hi <= 1.0
+    assert figures.percent_range([1.0, 1.0]) == [0.995, 1.0] and figures.percent_range([None]) is None
+
+
+def _tick_labels(fmt: str, top: float) -> list[str]:
+    """The labels d3 prints with format ".k%" for ticks at a "nice" step (1, 2 or 5 × 10^e) that
+    puts 4–10 ticks on 0..top."""
+    decimals = int(fmt[1:-1])
+    e = math.floor(math.log10(top / 5))
+    step = min(m * 10.0**e for m in (1, 2, 5, 10) if top / (m * 10.0**e) <= 10)
+    return [f"{100 * step * i:.{decimals}f} %" for i in range(int(top / step) + 1)]
+
+
+@pytest.mark.parametrize("fraction", [0.001, 0.002, 0.01, 0.2, 1.0])
+def test_share_ticks_have_enough_decimals_to_differ(fraction):
+    rows = [{"name": "w", "share": fraction, "selected": 1, "numel": 1000, "zero_score_selected": 0}]
+    fig = figures.layer_share(rows)
+    top = fig.layout.yaxis.range[1]
+    labels = _tick_labels(fig.layout.yaxis.tickformat, top)
+    assert len(set(labels)) == len(labels), labels  # never "0 %, 1 %, 1 %"
+    assert top >= fraction
+
+
+def test_training_curve_subplot_titles_have_room_above_the_plot():
+    epochs = [{"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 20} for e in range(1, 6)]
+    fig = figures.training_curves([{"label": "original θ*", "key": "original", "history": epochs}])
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["loss", "training accuracy"]
+    assert fig.layout.margin.t >= 40  # a 10 px top margin clipped them
+
+
+def test_metric_bars_draw_shares_in_percent():
+    series = [{"label": "θ*", "key": "original", "metrics": {"test_acc": 0.98, "asr": 0.95}}]
+    fig = figures.metric_bars(series, ["test_acc", "asr"])
+    assert fig.layout.yaxis.tickformat == ".0%" and "%" in fig.layout.yaxis.title.text
+
+
+def test_restored_bars_show_warnecke_percent_restored_or_the_backdoor_removed():
+    flip = [
+        {"label": "SAPS @ 2 %", "key": "saps", "metrics": {"restored_pct": 80.0, "backdoor_removal": None}},
+        {"label": "random @ 2 %", "key": "random", "metrics": {"restored_pct": -10.0}},
+        {"label": "all", "key": "all", "metrics": {"restored_pct": None}},
+    ]
+    fig = figures.restored_bars(flip, n_test=36)
+    (bar,) = [t for t in fig.data if t.type == "bar"]
+    assert list(bar.x) == ["SAPS @ 2 %", "random @ 2 %"] and list(bar.y) == [80.0, -10.0]
+    assert "% restored" in fig.layout.title.text and "36-image" in fig.layout.title.text
+    lo, hi = fig.layout.yaxis.range
+    assert lo < -10.0 and hi > 100.0  # the negative bar and the retrained line (100 %) both show
+    assert any(s.y0 == 100.0 for s in fig.layout.shapes)
+    backdoor = [
+        {"label": "SAPS @ 2 %", "key": "saps", "metrics": {"restored_pct": None, "backdoor_removal": 0.5}}
+    ]
+    fig = figures.restored_bars(backdoor)
+    assert list(fig.data[0].y) == [50.0] and "backdoor removed" in fig.layout.title.text
+
+
+def test_tables_show_shares_in_percent_and_empty_cells_as_a_dash():
+    from ui.analysis.series import display_rows
+
+    rows = [
+        {
+            "model": "θ*",
+            "test_acc": 0.9812,
+            "restored_pct": 87.4,
+            "n_selected": 12345,
+            "note": "",
+            "asr": None,
+        }
+    ]
+    (shown,) = display_rows(rows)
+    assert shown == {
+        "model": "θ*",
+        "test accuracy (%)": "98.1 %",
+        "% restored": "87 %",
+        "n_selected": "12,345",
+        "note": "–",
+        "attack success rate (%)": "–",
+    }

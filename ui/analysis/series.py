@@ -5,6 +5,7 @@ appended for a reversed ranking)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -115,3 +116,33 @@ def budget_points(result: dict, runs: Iterable[dict]) -> list[Series]:
                 }
             )
     return points
+
+
+def display_rows(rows: list[dict]) -> list[dict]:
+    """A table (list of row dicts) as the dashboard shows it, in the charts' units: shares in %
+    ("98.0 %"), `restored_pct` in % ("87 %"), counts with thousands separators, other numbers to
+    3 significant digits, empty cells (None, NaN) as "–"; metric columns titled like the chart
+    axes ("test accuracy (%)"). CSV downloads keep the raw numbers (ui.analysis.tables)."""
+    from ui import figures
+
+    def cell(key: str, v: Any) -> str:
+        if v is None or (isinstance(v, float) and not math.isfinite(v)) or v == "":
+            return "–"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, (int, float)) and key in figures.PERCENT_KEYS:
+            return f"{100 * v:.1f} %"
+        if isinstance(v, (int, float)) and key == "restored_pct":
+            return f"{v:.0f} %"
+        if isinstance(v, int):
+            return f"{v:,}"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+
+    def title(key: str) -> str:
+        if key == "restored_pct":
+            return figures.metric_label(key)
+        return figures.axis_title(key) if key in figures.METRIC_LABELS else key
+
+    return [{title(k): cell(k, v) for k, v in r.items()} for r in rows]

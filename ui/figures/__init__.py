@@ -5,7 +5,7 @@ Pages turn tensors into numpy arrays and call these; tests call them directly. T
 the figures by what they draw; every public name is re-exported here (`figures.X`).
 """
 
-from ui.figures.bars import amortized_bars, cost_bars, forget_quality_bars, strategy_bars
+from ui.figures.bars import amortized_bars, cost_bars, forget_quality_bars, restored_bars, strategy_bars
 from ui.figures.common import (
     FINE_KEYS,
     METRIC_LABELS,
@@ -18,6 +18,8 @@ from ui.figures.common import (
     axis_title,
     color,
     metric_label,
+    percent_format,
+    percent_range,
     tick_format,
     to_html,
 )
@@ -63,8 +65,11 @@ __all__ = [
     "metric_bars",
     "metric_label",
     "metric_vs_budget",
+    "percent_format",
+    "percent_range",
     "pipeline",
     "relearn_curves",
+    "restored_bars",
     "sample_picker",
     "score_histogram",
     "strategy_bars",

@@ -126,3 +126,30 @@ def forget_quality_bars(series: Sequence[Series], *, original: float, models: in
         reference_key="original",
     )
     return fig.update_yaxes(range=[0, 1.1])
+
+
+def restored_bars(series: Sequence[Series], *, n_test: int | None = None) -> go.Figure:
+    """How much of the gap between θ* (0 %) and the retrained model (100 %) each strategy closed;
+    series: strategy series {"label", "key", "metrics": METRICS + COMPARISONS}. Label flips and
+    removals: Warnecke's % restored of test accuracy, 100·(acc − acc θ*)/(acc retrained − acc θ*)
+    (`restored_pct`; `n_test`: the test images behind the gap, `restored_n_test`); a backdoor:
+    the share of the attack success removed, 100·(ASR θ* − ASR)/(ASR θ* − ASR retrained)
+    (`backdoor_removal`). Strategies without the value are left out."""
+    pct = [{**s, "value": s["metrics"].get("restored_pct")} for s in series]
+    if any(s["value"] is not None for s in pct):
+        gap = f" of a {n_test:,}-image gap" if n_test else ""
+        title, y_title = f"% restored{gap} (θ* = 0 %, retrained = 100 %)", "test accuracy restored (%)"
+    else:
+        pct = [{**s, "value": _times100(s["metrics"].get("backdoor_removal"))} for s in series]
+        title, y_title = "backdoor removed (θ* = 0 %, retrained = 100 %)", "attack success removed (%)"
+    fig = strategy_bars(
+        pct, title=title, fmt=".0f", y_title=y_title, reference=100.0, reference_label="retrained"
+    )
+    values = [s["value"] for s in pct if s["value"] is not None]
+    lo, hi = min([0.0, *values]), max([100.0, *values])
+    fig.update_yaxes(range=[lo - 0.08 * (hi - lo), hi + 0.15 * (hi - lo)], ticksuffix=" %", rangemode=None)
+    return fig.update_traces(texttemplate="%{y:.0f} %")
+
+
+def _times100(v: float | None) -> float | None:
+    return None if v is None else 100.0 * v

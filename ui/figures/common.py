@@ -3,7 +3,9 @@ and units (from core.metrics.METRICS_INFO), and the export of figures as one HTM
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -70,6 +72,25 @@ def axis_title(key: str) -> str:
 
 def tick_format(key: str) -> str | None:
     return (".1%" if key in FINE_KEYS else ".0%") if key in PERCENT_KEYS else None
+
+
+def percent_format(top: float, ticks: int = 5) -> str:
+    """A d3 percent tick format with enough decimals for an axis from 0 to `top` (a share) with
+    about `ticks` ticks: 1.0 -> ".0%", 0.0125 -> ".1%" (0.2 %, 0.4 %, …; never 0 %, 1 %, 1 %)."""
+    step = max(float(top), 1e-12) / ticks * 100  # in percentage points
+    return f".{max(0, -math.floor(math.log10(step)))}%"
+
+
+def percent_range(values: Sequence[float | None], *, pad: float = 0.005) -> list[float] | None:
+    """A y range for shares that zooms on `values` yet stays inside 0–100 %: [max(0, lo − p),
+    min(1, hi + p)] with p = max(pad, 10 % of the spread); None without a value. (Plotly's own
+    autorange puts one point at 97 % on a 0–200 % axis.)"""
+    vs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not vs:
+        return None
+    lo, hi = min(vs), max(vs)
+    p = max(pad, 0.1 * (hi - lo))
+    return [max(0.0, lo - p), min(1.0, hi + p)]
 
 
 def to_html(figs: dict[str, go.Figure], title: str = "SAPS comparison") -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from ui.figures.common import PALETTE, layout
+from ui.figures.common import PALETTE, layout, percent_format
 from ui.figures.grids import layer_grid, log_scores, tile_ticks
 
 
@@ -162,13 +162,14 @@ def layer_share(rows: Sequence[dict[str, Any]]) -> go.Figure:
             textposition="outside",
             marker_color=PALETTE[0],
             name="selected",
-            hovertemplate="%{x}: %{y:.1%}<extra></extra>",
+            hovertemplate="%{x}: %{y:.2%}<extra></extra>",
         )
     )
     dead = [(r.get("zero_score_selected") or 0) / max(1, r["numel"]) for r in rows]
     if any(dead):
         fig.add_trace(go.Bar(x=names, y=dead, marker_color=PALETTE[4], name="selected with H_ii = 0"))
-    fig.update_yaxes(title="share selected (%)", tickformat=".0%", range=[0, max([*share, 0.01]) * 1.25])
+    top = max([*share, 1e-4]) * 1.25
+    fig.update_yaxes(title="share selected (%)", tickformat=percent_format(top), range=[0, top])
     fig.update_xaxes(title="parameter tensor")
     fig.update_layout(barmode="overlay")
     return layout(fig, None, 300)

@@ -177,4 +177,6 @@ def training_curves(series: Sequence[Series]) -> go.Figure:
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(title="mean cross-entropy", row=1, col=1)
     fig.update_yaxes(title="accuracy (%)", tickformat=".0%", row=1, col=2)
-    return layout(fig, None, 320)
+    fig = layout(fig, None, 340)
+    # the subplot titles sit above the plot area: leave them room (a 10 px margin clipped them)
+    return fig.update_layout(margin=dict(t=50), legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))

@@ -19,6 +19,8 @@ from ui.figures.common import (
     color,
     layout,
     metric_label,
+    percent_format,
+    percent_range,
     tick_format,
 )
 
@@ -27,6 +29,7 @@ def metric_bars(series: Sequence[Series], keys: Sequence[str], *, title: str | N
     """Grouped bars: one group per metric, one bar per model/strategy; series: {"label", "key",
     "metrics": METRICS}. Metrics that are None are left out (no bar, not 0)."""
     fig = go.Figure()
+    pct = all(k in PERCENT_KEYS for k in keys)
     for s in series:
         m = s["metrics"]
         ks = [k for k in keys if m.get(k) is not None]
@@ -36,11 +39,14 @@ def metric_bars(series: Sequence[Series], keys: Sequence[str], *, title: str | N
                 x=[metric_label(k) for k in ks],
                 y=[m[k] for k in ks],
                 marker_color=color(s["key"]),
-                hovertemplate="%{x}: %{y:.3f}<extra>" + s["label"] + "</extra>",
+                hovertemplate="%{x}: %{y:" + (".1%" if pct else ".3f") + "}<extra>" + s["label"] + "</extra>",
             )
         )
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.05], title="value (0–1)")
+    if pct:  # shares drawn in %, like every other chart and table
+        fig.update_yaxes(range=[0, 1.05], title="value (%)", tickformat=".0%")
+    else:
+        fig.update_yaxes(range=[0, 1.05], title="value (0–1)")
     fig.update_xaxes(title="metric")
     return layout(fig, title, 340)
 
@@ -96,7 +102,8 @@ def unlearning_curves(
                     marker=dict(size=5),
                     line=dict(color=color(s["key"]), width=2),
                     connectgaps=True,
-                    hovertemplate=f"{name}<br>step %{{x}}: %{{y:.3f}}<extra>{metric_label(k)}</extra>",
+                    cliponaxis=False,
+                    hovertemplate=f"{name}<br>step %{{x}}: %{{y:.1%}}<extra>{metric_label(k)}</extra>",
                 ),
                 row=j // ncols + 1,
                 col=j % ncols + 1,
@@ -115,12 +122,14 @@ def unlearning_curves(
                 annotation_position="top right" if ref < 0.5 else "bottom right",
                 annotation_font=dict(size=10),
             )
-        # utility metrics move by a few points: let their axis zoom in; forgetting spans 0–100 %
+        # utility metrics move by a few points: their axis zooms in, inside 0–100 %; forgetting
+        # spans 0–100 %
         zoom = k in FINE_KEYS
+        values = [y for s in series for y in (s["curve"].get(k) or [])] + [ref]
         fig.update_yaxes(
-            title="rate" if k == "asr" else "accuracy",
+            title="rate (%)" if k == "asr" else "accuracy (%)",
             tickformat=".1%" if zoom else ".0%",
-            range=None if zoom else [-0.02, 1.05],
+            range=percent_range(values) if zoom else [-0.02, 1.05],
             row=r,
             col=c,
         )
@@ -154,6 +163,7 @@ def metric_vs_budget(points: Sequence[Series], key: str, *, reference: float | N
                 name=name,
                 mode="lines+markers",
                 line=dict(color=color(k)),
+                cliponaxis=False,
                 hovertemplate=f"{name} @ %{{x:.1%}}: %{{y:{'.1%' if pct else '.3f'}}}<extra></extra>",
             )
         )
@@ -171,8 +181,15 @@ def metric_vs_budget(points: Sequence[Series], key: str, *, reference: float | N
                 hovertemplate=f"{label}: {value}<extra></extra>",
             )
         )
-    fig.update_xaxes(title="budget (% of parameters updated, log scale)", type="log", tickformat=".1%")
-    fig.update_yaxes(title=axis_title(key), tickformat=tick_format(key))
+    xs = [x for xy in by.values() for x, _ in xy] or [0.001, 1.0]
+    fig.update_xaxes(
+        title="budget (% of parameters updated, log scale)",
+        type="log",
+        tickformat=percent_format(min(xs) * 5),
+    )
+    ys = [y for xy in by.values() for _, y in xy] + [reference]
+    y_range = (percent_range(ys) if key in FINE_KEYS else [-0.02, 1.05]) if pct else None
+    fig.update_yaxes(title=axis_title(key), tickformat=tick_format(key), range=y_range)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.28, x=0))
     fig = layout(fig, metric_label(key), 380)
     fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
@@ -205,9 +222,22 @@ def tradeoff(
         if m.get(x_key) is None or m.get(y_key) is None:
             continue
         marker = dict(size=p.get("size", 13), symbol=p.get("symbol", "circle"), color=color(p["key"]))
-        fig.add_trace(go.Scatter(x=[m[x_key]], y=[m[y_key]], name=p["label"], mode="markers", marker=marker))
-    fig.update_xaxes(title=axis_title(x_key) + " — lower = more forgotten", tickformat=tick_format(x_key))
-    fig.update_yaxes(title=axis_title(y_key), tickformat=tick_format(y_key))
+        trace = go.Scatter(x=[m[x_key]], y=[m[y_key]], name=p["label"], mode="markers", marker=marker)
+        fig.add_trace(trace.update(cliponaxis=False))
+    xs = [p["metrics"].get(x_key) for p in [*points, *refs]]
+    ys = [p["metrics"].get(y_key) for p in [*points, *refs]]
+    fig.update_xaxes(
+        title=axis_title(x_key) + " — lower = more forgotten",
+        tickformat=tick_format(x_key),
+        range=([-0.02, 1.05] if x_key not in FINE_KEYS else percent_range(xs))
+        if x_key in PERCENT_KEYS
+        else None,
+    )
+    fig.update_yaxes(
+        title=axis_title(y_key),
+        tickformat=tick_format(y_key),
+        range=percent_range(ys, pad=0.01) if y_key in PERCENT_KEYS else None,
+    )
     return layout(fig, "utility vs forgetting", 380)
 
 

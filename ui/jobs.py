@@ -35,6 +35,20 @@ SLOW_S = 60.0  # an estimate above this is shown as a warning
 TRAIN_BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "train.json"
 
 
+# What a job is called in "disabled while … runs" when its page gives no label.
+LABELS = {
+    "demo": "the demo",
+    "train": "training",
+    "curvature": "the curvature (diag H)",
+    "estimators": "the estimator comparison",
+    "unlearn": "the unlearning run",
+    "deep_eval": "the deep evaluation",
+    "sweep": "the budget sweep",
+    "rerun": "the re-run",
+    "inspect": "predictions",
+}
+
+
 class Cancelled(Exception):
     """Raised by a job's progress callback after Cancel: stops the worker at its next report."""
 
@@ -111,7 +125,7 @@ class Job:
 
 def start_thread(name: str, fn: Callable[[Progress], Any], label: str = "") -> Job:
     """Start `fn(progress)` in a daemon thread (no Streamlit involved; used by tests too)."""
-    job = Job(name, label or name)
+    job = Job(name, label or LABELS.get(name, name))
     job.thread = threading.Thread(target=job._run, args=(fn,), name=f"saps-{name}", daemon=True)
     job.thread.start()
     return job

@@ -255,7 +255,8 @@ def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, An
 
 def shown_result(store: Any) -> dict | None:
     """The result a result page shows: the stored run named by setting "run" when the session
-    does not hold it (a shared link; its settings are taken over), else the session's latest
+    does not hold it (a shared link; the run's settings fill in what the link does not name),
+    else the session's latest
     result, whose id then goes to the URL. An id the store does not know is an st.error naming
     it and how to pick a stored run; the page then shows no result (never another run's)."""
     from ui.analysis import tables
@@ -272,7 +273,9 @@ def shown_result(store: Any) -> dict | None:
             )
             return None
         st.session_state["result"] = result = loaded
-        update(**settings_from_config(loaded.get("config") or {}), run=int(s["run"]))
+        given = set(st.query_params.to_dict())  # what the link says explicitly wins
+        taken = {k: v for k, v in settings_from_config(loaded.get("config") or {}).items() if k not in given}
+        update(**taken, run=int(s["run"]))
     elif result and result.get("run_id") and s["run"] != result["run_id"]:
         s["run"] = int(result["run_id"])
     return result

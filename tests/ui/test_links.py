@@ -72,6 +72,15 @@ def test_a_link_opened_in_a_fresh_session_shows_the_same_run_and_figures(page):
         assert list(second.dataframe[0].value["strategy"]) == labels
 
 
+def test_settings_named_in_the_link_win_over_the_runs_own():
+    run_id, _ = _stored()
+    at = app("pages/4_Unlearn.py", run=str(run_id), strategies="gradient")
+    assert_clean(at)
+    s = at.session_state["settings"]
+    assert s["strategies"] == ["gradient"] and s["frac"] == 0.05  # from the link, from the run
+    assert at.multiselect(key="w_strategies_unlearn").value == ["gradient"]
+
+
 def test_after_unlearning_the_address_names_the_run(monkeypatch):
     def stored_fake(cfg, *, store=None, progress=None):
         result = fake_result(cfg)

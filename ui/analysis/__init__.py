@@ -49,6 +49,7 @@ from ui.analysis.tables import (
 )
 from ui.analysis.where import (
     where_job,
+    where_key,
     where_layers,
     where_projection,
     where_strategies,
@@ -93,6 +94,7 @@ __all__ = [
     "to_csv",
     "unlearn_table",
     "where_job",
+    "where_key",
     "where_layers",
     "where_projection",
     "where_strategies",

@@ -147,11 +147,16 @@ def inspect_run(
     return {"run": run_key(cfg), "layers": layers, "n_test": len(x), "n_forget": len(x_f), "models": models}
 
 
+def where_key(cfg: dict, rows: list[dict]) -> str:
+    """Key of one inspection: the run's config and its strategies (the `key` of `where_job`'s result)."""
+    return f"where:{run_key(cfg)}:{config_key([strategy_key(cfg, r) for r in rows])[:16]}"
+
+
 def where_job(cfg: dict, rows: list[dict], store_path: str) -> Callable[[Progress], dict]:
-    """`fn(progress)` returning `inspect_run` for a run, computed once per run and strategies."""
-    key = f"where:{run_key(cfg)}:{config_key([strategy_key(cfg, r) for r in rows])[:16]}"
+    """`fn(progress)` returning `inspect_run` (with its "key") for a run, computed once per key."""
+    key = where_key(cfg, rows)
     return lambda progress: cache.shared(
-        key, lambda: inspect_run(cfg, rows, cache.store_for(store_path), progress)
+        key, lambda: {"key": key, **inspect_run(cfg, rows, cache.store_for(store_path), progress)}
     )
 
 

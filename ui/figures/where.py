@@ -66,7 +66,7 @@ def layer_profile(series: Sequence[Series], layers: Sequence[str]) -> go.Figure:
             first = False
     fig.update_yaxes(title="selected", tickformat=".0%", row=1, col=1)
     fig.update_yaxes(title="‖Δθ‖/‖θ*‖", type="log", exponentformat="power", row=2, col=1)
-    fig.update_yaxes(title="CKA", range=[0, 1.05], row=3, col=1)
+    fig.update_yaxes(title="CKA (1 = same)", row=3, col=1)  # differences are small: autorange
     fig.update_xaxes(title="layer (forward order)", row=3, col=1)
     fig.update_layout(barmode="group", legend=dict(orientation="h", yanchor="bottom", y=1.06, x=0))
     fig.update_annotations(font_size=13)

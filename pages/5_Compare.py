@@ -69,7 +69,7 @@ if result:
         if st.button("Deep evaluation", key="deep_eval", **jobs.guard(help_deep)):
             fn = cache.deep_eval_job(result["config"], str(store.root), s["deep_models"])
             jobs.start("deep_eval", fn, "the deep evaluation")
-        jobs.show_estimate(cache.estimate(result["config"], store, "deep_eval", s["deep_models"]))
+        jobs.show_estimate(cache.estimate_config(result["config"], store, "deep_eval", s["deep_models"]))
         if (fq := jobs.follow("deep_eval")) is not None:
             st.session_state["deep_eval_result"] = {"run": result.get("run_id"), **fq}
         fq = st.session_state.get("deep_eval_result")
@@ -95,9 +95,10 @@ if result:
         "Points come from every stored run on the same trained models and method; add budgets with a sweep."
     )
     help_sweep = "One run with every chosen budgeted strategy at four budgets (models and curvature reused)."
+    sweep = analysis.sweep_config(state.config(), s["strategies"], (0.005, 0.02, 0.1, 0.5))
     if st.button("Sweep budgets (0.5 %, 2 %, 10 %, 50 %)", key="sweep", **jobs.guard(help_sweep)):
-        cfg = analysis.sweep_config(state.config(), s["strategies"], (0.005, 0.02, 0.1, 0.5))
-        jobs.start("sweep", cache.experiment_job(cfg, str(store.root)), "the budget sweep")
+        jobs.start("sweep", cache.experiment_job(sweep, str(store.root)), "the budget sweep")
+    jobs.show_estimate(cache.estimate_config(sweep, store))
     if jobs.follow("sweep") is not None:
         st.rerun()
 

@@ -182,7 +182,10 @@ def guard(help: str) -> dict[str, Any]:
     label = running_label()
     if label is None:
         return {"disabled": False, "help": help}
-    return {"disabled": True, "help": f"{help}  \n**Disabled while {label} runs** (or press Cancel)."}
+    return {
+        "disabled": True,
+        "help": f"{help}  \n**Disabled while {label} runs** (its progress bar has a Cancel button).",
+    }
 
 
 def show_estimate(seconds: float | None, what: str = "") -> None:

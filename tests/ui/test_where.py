@@ -163,3 +163,17 @@ def test_strategy_key_separates_strategies_and_budgets():
     moved = {**rows[0], "fraction": 0.05}
     assert where.strategy_key(cfg, moved) != where.strategy_key(cfg, rows[0])
     assert analysis.where_key(cfg, rows) == where.where_key(cfg, rows)
+
+
+def test_function_distance_draws_agreement_and_kl_of_every_model_with_a_value():
+    series = [
+        {"label": "original θ*", "key": "original", "metrics": {"agreement": 0.97, "kl_to_retrained": 0.06}},
+        {"label": "retrained", "key": "retrained", "metrics": {"agreement": None, "kl_to_retrained": None}},
+        {"label": "SAPS @ 2 %", "key": "saps", "metrics": {"agreement": 0.98, "kl_to_retrained": 0.03}},
+    ]
+    fig = figures.function_distance(series)
+    agreement, kl = fig.data
+    assert list(agreement.x) == ["original θ*", "SAPS @ 2 %"] and list(agreement.y) == [0.97, 0.98]
+    assert list(kl.y) == [0.06, 0.03] and kl.xaxis == "x2"
+    assert list(agreement.marker.color) == [figures.color("original"), figures.color("saps")]
+    assert fig.layout.yaxis.range == (0.95, 1.0)

@@ -23,7 +23,7 @@ from ui.figures.common import (
     tick_format,
     to_html,
 )
-from ui.figures.curvature import layer_heatmap, layer_share, matrix, score_histogram
+from ui.figures.curvature import layer_heatmap, layer_share, log_histogram, matrix, score_histogram
 from ui.figures.data import PIPELINE, class_histogram, image_grid, pipeline, sample_picker, training_curves
 from ui.figures.grids import filter_layout, layer_grid, log_scores, tile
 from ui.figures.results import (
@@ -34,7 +34,7 @@ from ui.figures.results import (
     tradeoff,
     unlearning_curves,
 )
-from ui.figures.where import feature_projection, layer_profile
+from ui.figures.where import feature_projection, function_distance, layer_profile
 
 __all__ = [
     "FINE_KEYS",
@@ -55,11 +55,13 @@ __all__ = [
     "feature_projection",
     "filter_layout",
     "forget_quality_bars",
+    "function_distance",
     "image_grid",
     "layer_grid",
     "layer_heatmap",
     "layer_profile",
     "layer_share",
+    "log_histogram",
     "log_scores",
     "matrix",
     "metric_bars",

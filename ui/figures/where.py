@@ -128,3 +128,36 @@ def feature_projection(panels: Sequence[dict], *, title: str | None = None) -> g
     fig = layout(fig, title, 460)
     fig.update_layout(margin=dict(l=10, r=10, t=100, b=10))
     return fig
+
+
+FUNCTION_KEYS = (
+    ("agreement", "agreement with retrained (%)"),
+    ("kl_to_retrained", "KL(p_retrained ‖ p) (nats)"),
+)
+
+
+def function_distance(series: Sequence[Series]) -> go.Figure:
+    """Distance to the retrained model in function space, two panels: prediction agreement on
+    the test set and mean KL(p_retrained ‖ p_model); one bar per model (series: {"label", "key",
+    "metrics"}), models without the value (the retrained model itself) left out."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[t for _, t in FUNCTION_KEYS], horizontal_spacing=0.12)
+    for col, (k, _) in enumerate(FUNCTION_KEYS, start=1):
+        shown = [s for s in series if s["metrics"].get(k) is not None]
+        fig.add_trace(
+            go.Bar(
+                x=[s["label"] for s in shown],
+                y=[s["metrics"][k] for s in shown],
+                marker_color=[color(s["key"]) for s in shown],
+                showlegend=False,
+                hovertemplate="%{x}: %{y:" + (".2%" if k == "agreement" else ".4f") + "}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    values = [s["metrics"]["agreement"] for s in series if s["metrics"].get("agreement") is not None]
+    low = min(values, default=0.9)
+    fig.update_yaxes(tickformat=".1%", range=[max(0.0, low - 0.02), 1.0], title="agreement", row=1, col=1)
+    fig.update_yaxes(title="KL (nats)", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(tickangle=-30)
+    fig.update_annotations(font_size=13)
+    return layout(fig, "function-space distance to the retrained model", 380)

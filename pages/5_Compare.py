@@ -80,6 +80,12 @@ if result:
             )
             st.plotly_chart(figs["forget_quality"], width="stretch", key="forget_quality")
 
+    figs["function"] = figures.function_distance(models)
+    st.plotly_chart(figs["function"], width="stretch", key="function")
+    st.caption(
+        "What the models predict, not their weights (two separate trainings lie far apart in weight "
+        "space whatever they compute). Layer by layer: page 6 · Where."
+    )
     st.subheader("Versus budget")
     points = analysis.budget_points(result, store.list_runs(kind="run", limit=200))
     keys = [

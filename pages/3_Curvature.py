@@ -8,6 +8,7 @@ from core import config as core_config
 from core import experiment, selection
 from core.errors import SapsError
 from ui import analysis, cache, figures, jobs, state
+from ui.analysis.curvature import ranking, selection_at
 
 s = state.init("Curvature")
 st.title("3 · Curvature")
@@ -77,8 +78,8 @@ def strategy_overlap(cfg: dict, scores: dict, frac: float) -> None:
 
 @st.fragment
 def selection_view(cfg: dict, scores: dict) -> None:
-    """Budget slider and everything it drives; reruns alone when the slider moves."""
-    original, _ = cache.model(cfg, "original", store)
+    """Budget slider and everything it drives; reruns alone when the slider moves. The ranking
+    is computed once per model (cached): a budget change only reads its counts."""
     c1, c2, c3 = st.columns([3, 1, 1])
     with c1:
         frac = state.budget_slider("Log-spaced from 0.1 % to 100 % of all parameters (global top-k).")
@@ -87,27 +88,27 @@ def selection_view(cfg: dict, scores: dict) -> None:
             "On: the sharpest coordinates. Off: the flattest non-zero ones (exact zeros are dead units)."
         )
         largest = state.bind(st.toggle, "largest", "Largest |H_ii|", help=help_largest)
-    sel = analysis.saps_selection(original, scores, frac, largest)
-    mask, n, t = sel["mask"], sel["n"], sel["threshold"]
+    key = f"ranking:{store.root}:{experiment.curvature_key(cfg)}:{largest}"
+    rank = cache.shared(key, lambda: ranking(scores, largest, state.FRACTIONS))
+    sel = selection_at(rank, frac)
+    n, t = sel["n"], sel["threshold"]
     c3.metric(
         "selected parameters", f"{n:,}", help=f"out of {sel['total']:,}; exact count round(fraction × P)"
     )
     st.caption(sel["caption"])
     h1, h2 = st.columns(2)
-    hist = figures.score_histogram(analysis.flat(scores), t, largest=largest, n_selected=n)
+    hist = figures.score_histogram(None, t, largest=largest, n_selected=n, binned=rank.hist)
     h1.plotly_chart(hist, width="stretch", key="hist")
     h2.plotly_chart(figures.layer_share(sel["rows"]), width="stretch", key="share")
-    st.markdown(
-        "**Per-layer log₁₀ |diag H|**: conv weights as a grid of k×k filters, one tile per "
-        "(output, input) channel pair; dense weights as output × input unit. Parameters in the mask in "
-        "colour, the others grey; hover a cell for its index."
-    )
-    all_logs = figures.log_scores(analysis.flat(scores))
-    zrange = (float(all_logs.min()), float(all_logs.max()))
     names = [k for k, v in scores.items() if v.dim() > 1] or list(scores)
-    for tab, name in zip(st.tabs(names), names):
-        heat = figures.layer_heatmap(name, scores[name].numpy(), mask[name].numpy(), zrange=zrange)
-        tab.plotly_chart(heat, width="stretch", key=f"heat_{name}")
+    l1, l2 = st.columns([1, 3])
+    help_layer = (
+        "Conv weights as k×k filter tiles per (output, input) channel; dense weights as output × input."
+    )
+    name = l1.selectbox("Per-layer log₁₀ |diag H| of", names, key="heat_layer", help=help_layer)
+    l2.caption("Parameters in the mask in colour, the others grey; hover a cell for its index.")
+    heat = figures.layer_heatmap(name, scores[name].numpy(), sel["mask"][name], zrange=rank.zrange)
+    st.plotly_chart(heat, width="stretch", key="heat")
     strategy_overlap(cfg, scores, frac)
     st.session_state["curv_selection"] = {
         "n_selected": n,

@@ -89,11 +89,8 @@ if result:
     st.subheader("Before / after")
     bars = figures.metric_bars(analysis.model_series(result), ["test_acc", "retain_acc", "forget_acc", "asr"])
     st.plotly_chart(bars, width="stretch", key="bars")
-    if why := tables.backdoor_kept(result):
-        st.warning(why, icon="⚠️")
-    else:
-        for label, notes in analysis.flagged(result):
-            st.warning(f"**{label}**: " + "; ".join(notes), icon="⚠️")
+    for note in tables.warnings(result):
+        st.warning(note, icon="⚠️")
     if rows:
         st.dataframe(analysis.unlearn_table(result), width="stretch", hide_index=True)
 

@@ -28,8 +28,8 @@ if result:
     st.markdown(tables.run_caption(result))
     for col, (label, value, help_) in zip(st.columns(4), analysis.headline(result)):
         col.metric(label, value, help=help_)
-    for label, notes in analysis.flagged(result):
-        st.warning(f"**{label}**: " + "; ".join(notes), icon="⚠️")
+    for note in tables.warnings(result):
+        st.warning(note, icon="⚠️")
     o, ref, models = result["original"], result.get("retrained") or {}, analysis.model_series(result)
     strategies = analysis.strategy_series(result)
     x_key = analysis.forget_key(result)

@@ -37,7 +37,11 @@ def test_layer_heatmap_shows_only_selected_in_colour():
 
 def test_score_histogram_threshold_line_and_zero_count():
     fig = figures.score_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), threshold=1.0, n_selected=2)
-    assert len(fig.data[0].x) == 3  # zeros are not on a log axis
+    assert sum(fig.data[0].y) == 3  # zeros are not on a log axis
+    counts, edges, zeros = figures.log_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), bins=3)
+    assert counts.tolist() == [1, 0, 2] and zeros == 2  # log10: -2 | none | 0 and 1 and np.allclose(edges, [-2, -1, 0, 1])
+    again = figures.score_histogram(None, threshold=1.0, binned=(counts, edges, zeros))
+    assert list(again.data[0].y) == [1, 0, 2] and np.allclose(again.data[0].x, [-1.5, -0.5, 0.5])
     assert "2 exact zeros" in fig.layout.xaxis.title.text
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.dtick == 1  # 1, 10, 100: no 2, 5 clutter
     line = [s for s in fig.layout.shapes if s.type == "line"][0]

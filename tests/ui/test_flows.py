@@ -137,3 +137,67 @@ def test_the_unlearning_curve_starts_at_the_metrics_of_theta_star(scenario):
     assert curve["step"][0] == 0
     for key in ("test_acc", "retain_acc", "forget_acc", "asr"):
         assert curve[key][0] == pytest.approx(original[key], abs=1e-9), key
+
+
+# -- the Curvature page's feel: rank once per model, a budget change only reads counts ---------
+def _tiny_model_scores():
+    import torch
+
+    torch.manual_seed(0)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Parameter(torch.zeros(4, 2, 3, 3))
+            self.bias = torch.nn.Parameter(torch.zeros(4))
+            self.fc = torch.nn.Parameter(torch.zeros(10, 36))
+
+    scores = {
+        "conv": torch.randn(4, 2, 3, 3).abs() * (torch.rand(4, 2, 3, 3) > 0.3),  # exact zeros
+        "bias": torch.randn(4),
+        "fc": torch.randn(10, 36).round(decimals=1),  # many ties
+    }
+    return Tiny(), scores
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_the_ranking_selects_exactly_what_core_selection_selects(largest):
+    import numpy as np
+
+    from core import selection
+    from ui.analysis.curvature import ranking, selection_at
+    from ui.state import FRACTIONS
+
+    model, scores = _tiny_model_scores()
+    rank = ranking(scores, largest, FRACTIONS)
+    for fraction in [*FRACTIONS, 0.3]:  # 0.3 is off the slider: counted on demand
+        sel = selection_at(rank, fraction)
+        mask = selection.mask_for(
+            {"name": "saps", "largest": largest}, model, fraction=fraction, scores=scores
+        )
+        assert all(np.array_equal(sel["mask"][n], mask[n].numpy()) for n in mask), fraction
+        assert sel["rows"] == selection.summary(mask, scores), fraction
+        assert sel["n"] == sum(int(m.sum()) for m in mask.values())
+        assert sel["threshold"] == analysis.threshold(scores, mask, largest)
+
+
+def test_a_budget_change_on_the_curvature_page_does_not_rank_again(monkeypatch):
+    from tests.ui.conftest import wait_job
+    from tests.ui.test_pages import TINY, train_tiny
+    from ui import state
+    from ui.analysis import curvature
+
+    train_tiny(dict(state.DEFAULTS, epochs=3))
+    calls = []
+    real = curvature.ranking
+    monkeypatch.setattr(curvature, "ranking", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    at = app("pages/3_Curvature.py", **TINY)
+    wait_job(at, lambda a: len(a.metric) == 1)
+    assert calls == [True]
+    for frac in (0.05, 0.001, 0.5):
+        at.select_slider(key="w_frac_curvature").set_value(frac).run()
+        assert at.metric[0].value == f"{round(frac * 13_706):,}"
+    assert calls == [True]  # ranked once for the model, every budget read from it
+    assert_clean(at)
+    charts = [c.proto.id for c in at.get("plotly_chart")]
+    assert sum("heat" in c for c in charts) == 1  # one layer's heatmap, chosen in a selectbox

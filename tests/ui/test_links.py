@@ -27,6 +27,7 @@ def _stored(method: str = "masked_finetune", steps: int | None = None, asr_step:
     for i, row in enumerate(result["strategies"]):
         row["metrics"]["asr"] = asr_step * i
         row["steps"] = steps
+        row["method_label"] = tables.choices.methods()[cfg["unlearning"]["method"]]
     result["run_id"] = run_id
     store.finish(run_id, result, 9.0)
     return run_id, result
@@ -230,22 +231,22 @@ def test_when_every_strategy_keeps_the_backdoor_the_page_says_why():
     for row in result["strategies"]:
         row["metrics"]["asr"] = 0.9  # θ* 0.97, retrained 0.01: the bar is 0.49
     result["strategies"][0]["log"] = {"guard_failed": True, "changed": False}
+    RunStore().finish(run_id, result, 1.0)
     why = tables.backdoor_kept(result)
-    assert why is not None and "above 49%" in why
+    assert why is not None and "above 49%" in why and "First order" in why
     assert "no step size passed the validation guard" in why and "5 step(s)" in why
+    for page in ("pages/4_Unlearn.py", "pages/5_Compare.py"):
+        at = app(page, run=str(run_id))
+        assert_clean(at)
+        assert any("Every strategy leaves the backdoor in place" in w.value for w in at.warning), page
     result["strategies"][2]["metrics"]["asr"] = 0.4  # one strategy below the bar: nothing to explain
     assert tables.backdoor_kept(result) is None
-    RunStore().finish(
-        run_id,
-        {
-            **result,
-            "strategies": [{**r, "metrics": {**r["metrics"], "asr": 0.9}} for r in result["strategies"]],
-        },
-        1.0,
+    notes = tables.warnings(result)  # back to the per-strategy notes (row 1 of fake_result changed nothing)
+    assert (
+        notes[0]
+        == "**SAPS (largest diag H) @ 5 %**: no step size passed the validation guard: θ* returned unchanged"
     )
-    at = app("pages/4_Unlearn.py", run=str(run_id))
-    assert_clean(at)
-    assert any("Every strategy leaves the backdoor in place" in w.value for w in at.warning)
+    assert len(notes) == 2 and notes[1].startswith("**random (live) @ 5 %**: no parameter changed")
 
 
 # -- 3 downloads ---------------------------------------------------------------------------------

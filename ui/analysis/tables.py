@@ -53,6 +53,14 @@ def flagged(result: dict) -> list[tuple[str, list[str]]]:
     return [(r["label"], notes) for r in result["strategies"] if (notes := row_notes(r))]
 
 
+def warnings(result: dict) -> list[str]:
+    """The notes a result page shows above its figures: why every strategy kept the backdoor
+    (when that happened), else each flagged strategy's honesty notes."""
+    if why := backdoor_kept(result):
+        return [why]
+    return [f"**{label}**: " + "; ".join(notes) for label, notes in flagged(result)]
+
+
 def _scalar(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 

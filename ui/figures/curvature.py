@@ -99,25 +99,39 @@ def layer_heatmap(
     return fig
 
 
+def log_histogram(scores: np.ndarray, bins: int = 60) -> tuple[np.ndarray, np.ndarray, int]:
+    """(counts, bin edges, exact zeros) of log10 |scores| over the non-zero scores."""
+    a = np.abs(np.asarray(scores, dtype=float)).ravel()
+    nonzero = a[a > 0]
+    if not nonzero.size:
+        return np.zeros(0, dtype=np.int64), np.zeros(1), int(a.size)
+    counts, edges = np.histogram(np.log10(nonzero), bins=bins)
+    return counts, edges, int(a.size - nonzero.size)
+
+
 def score_histogram(
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     threshold: float | None,
     *,
     largest: bool = True,
     n_selected: int | None = None,
     bins: int = 60,
+    binned: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> go.Figure:
-    """Histogram of log10 |diag H| over all parameters with the selection threshold as a line."""
-    a = np.abs(np.asarray(scores, dtype=float)).ravel()
-    zero = int((a == 0).sum())
-    logs = np.log10(a[a > 0]) if (a > 0).any() else np.zeros(0)
+    """Histogram of log10 |diag H| over all parameters with the selection threshold as a line.
+    `binned`: (counts, edges, zeros) from log_histogram, computed once per model, so a budget
+    change redraws only the line (the raw scores never travel to the browser)."""
+    counts, edges, zero = binned if binned is not None else log_histogram(scores, bins)
+    centers = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(
-        go.Histogram(
-            x=logs,
-            nbinsx=bins,
+        go.Bar(
+            x=centers,
+            y=counts,
+            width=np.diff(edges),
             marker_color=PALETTE[0],
             name="parameters",
-            hovertemplate="log₁₀|H_ii| %{x}: %{y}<extra></extra>",
+            customdata=np.stack([10.0 ** edges[:-1], 10.0 ** edges[1:]], 1) if len(counts) else None,
+            hovertemplate="|H_ii| %{customdata[0]:.1e}–%{customdata[1]:.1e}: %{y:,}<extra></extra>",
         )
     )
     if threshold is not None and threshold > 0:
@@ -135,8 +149,8 @@ def score_histogram(
             annotation_font=dict(size=11),
         )
     # x is log10 |H_ii|; label the ticks as powers of ten, at most ~8 of them
-    if logs.size:
-        lo, hi = math.floor(logs.min()), math.ceil(logs.max())
+    if len(counts):
+        lo, hi = math.floor(edges[0]), math.ceil(edges[-1])
         step = max(1, math.ceil((hi - lo) / 8))
         ticks = list(range(lo, hi + 1, step))
         fig.update_xaxes(tickvals=ticks, ticktext=[f"10<sup>{k}</sup>" for k in ticks])
@@ -145,7 +159,7 @@ def score_histogram(
     fig.update_yaxes(
         title="parameters (log scale)", type="log", dtick=1, tickformat="d", minor=dict(showgrid=False)
     )
-    fig.update_layout(bargap=0.05, showlegend=False)
+    fig.update_layout(bargap=0.0, showlegend=False)
     return layout(fig, None, 300)
 
 

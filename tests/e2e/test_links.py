@@ -69,6 +69,18 @@ def test_demo_link_reproduces_compare_and_unlearn_in_a_new_browser(browser, app_
     other.screenshot(path=str(artifacts / "link_compare_new_browser.png"))
     ctx.close()
 
+    # the three downloads one after the other: each arrives, none waits on a rerun
+    for label, name in (
+        ("Results as CSV", "saps_results.csv"),
+        ("Results as JSON", "saps_result.json"),
+        ("Figures as HTML", "saps_figures.html"),
+    ):
+        with page.expect_download(timeout=20_000) as download:
+            page.locator('[data-testid="stDownloadButton"] button', has_text=label).click()
+        assert download.value.suggested_filename == name and download.value.failure() is None
+    html = open(download.value.path(), encoding="utf-8").read()
+    assert 'id="saps-tradeoff"' in html and 'id="saps-relearn"' in html
+
     open_page(page, "4 · Unlearn")
     page.wait_for_url(re.compile(rf"/Unlearn\?(.*&)?run={run_id}"), timeout=30_000)
     unlearn_url, unlearn_figures = page.url, figures(page)

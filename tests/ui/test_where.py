@@ -28,6 +28,7 @@ def synthetic(rng: np.random.Generator) -> dict:
     return {
         "key": "k",
         "layers": ["conv1", "fc1", "fc2"],
+        "sizes": [100, 10, 1000],
         "n_test": 80,
         "n_forget": 5,
         "models": [
@@ -55,9 +56,10 @@ def test_summary_names_the_least_similar_layer_and_the_strategys_top_layer():
     lines = where.where_summary(synthetic(np.random.default_rng(1)))
     assert "**fc1** (CKA 0.800)" in lines[0]
     # share (0.01, 0.3, 0.05) vs 1 − CKA (0.01, 0.2, 0.05): the same ranking -> +1
-    assert (
-        lines[1]
-        == "SAPS @ 2 %: most of its layer share in **fc1** (30.0%); rank correlation with 1 − CKA: +1.00."
+    # selected: 1 + 3 + 50 = 54 parameters, 50 of them in fc2 (93 %)
+    assert lines[1] == (
+        "SAPS @ 2 %: 93% of its 54 parameters in **fc2**, the largest share of a layer in **fc1** (30.0%); "
+        "rank correlation of its shares with 1 − CKA: +1.00."
     )
 
 
@@ -105,6 +107,7 @@ def test_inspect_run_matches_the_masks_and_the_models(tiny_run):
     st_ = RunStore()
     ins = where.inspect_run(cfg, result["strategies"], st_, lambda *a: None, n_test=60)
     assert ins["layers"] == ["conv1", "conv2", "fc1", "fc2"]
+    assert ins["sizes"] == [1 * 16 * 9 + 16, 16 * 32 * 9 + 32, 32 * 2 * 2 * 64 + 64, 64 * 10 + 10]
     by = {m["label"]: m for m in ins["models"]}
     assert by["original θ*"]["change"] == [0.0] * 4
     assert by["retrained"]["cka"] == pytest.approx([1.0] * 4)

@@ -144,7 +144,17 @@ def inspect_run(
         )
     for m in models:
         m["cka"] = [m["cka"][n] for n in layers]
-    return {"run": run_key(cfg), "layers": layers, "n_test": len(x), "n_forget": len(x_f), "models": models}
+    sizes = {
+        n: sum(q.numel() for q in m.parameters(recurse=False)) for n, m in inspect.layers(original).items()
+    }
+    return {
+        "run": run_key(cfg),
+        "layers": layers,
+        "sizes": [sizes[n] for n in layers],
+        "n_test": len(x),
+        "n_forget": len(x_f),
+        "models": models,
+    }
 
 
 def where_key(cfg: dict, rows: list[dict]) -> str:
@@ -200,22 +210,26 @@ def _panel(title: str, test: np.ndarray, forget: np.ndarray, m: dict) -> dict:
 
 def where_summary(inspection: dict) -> list[str]:
     """Sentences answering "does each strategy pick the layers where θ* and the retrained model
-    differ?": the layer of lowest CKA(θ*, retrained), each strategy's top layer by share, and the
-    Spearman correlation across layers of its share with 1 − CKA(θ*, retrained)."""
+    differ?": the layer of lowest CKA(θ*, retrained); per strategy the layer holding most of its
+    selected parameters, the layer with its largest share, and the Spearman correlation across
+    layers of its shares with 1 − CKA(θ*, retrained)."""
     from scipy.stats import spearmanr
 
     layers, by = inspection["layers"], {m["key"]: m for m in inspection["models"]}
     cka = np.array(by["original"]["cka"], dtype=float)
     low = int(np.nanargmin(cka))
     out = [f"θ* differs most from the retrained model in **{layers[low]}** (CKA {cka[low]:.3f})."]
+    sizes = np.array(inspection["sizes"], dtype=float)
     for m in inspection["models"]:
         if m["share"] is None:
             continue
         share = np.array(m["share"])
-        top = int(np.argmax(share))
+        counts = share * sizes
+        top, most = int(np.argmax(share)), int(np.argmax(counts))
         rho = spearmanr(share, 1 - cka).statistic if len(layers) > 2 and np.ptp(share) > 0 else float("nan")
-        rho_text = f"; rank correlation with 1 − CKA: {rho:+.2f}" if np.isfinite(rho) else ""
+        rho_text = f"; rank correlation of its shares with 1 − CKA: {rho:+.2f}" if np.isfinite(rho) else ""
         out.append(
-            f"{m['label']}: most of its layer share in **{layers[top]}** ({share[top]:.1%}){rho_text}."
+            f"{m['label']}: {counts[most] / counts.sum():.0%} of its {counts.sum():,.0f} parameters in "
+            f"**{layers[most]}**, the largest share of a layer in **{layers[top]}** ({share[top]:.1%}){rho_text}."
         )
     return out

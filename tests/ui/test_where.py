@@ -61,6 +61,11 @@ def test_summary_names_the_least_similar_layer_and_the_strategys_top_layer():
         "SAPS @ 2 %: 93% of its 54 parameters in **fc2**, the largest share of a layer in **fc1** (30.0%); "
         "rank correlation of its shares with 1 − CKA: +1.00."
     )
+    ins = synthetic(np.random.default_rng(1))
+    ins["models"][2]["share"] = [1.0, 1.0, 1.0]
+    assert where.where_summary(ins)[1] == (
+        "SAPS @ 2 %: 90% of its 1,110 parameters in **fc2**, the same share of every layer (100.0%)."
+    )
 
 
 def test_layer_profile_draws_shares_for_strategies_and_leaves_zero_change_out():

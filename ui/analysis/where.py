@@ -228,8 +228,13 @@ def where_summary(inspection: dict) -> list[str]:
         top, most = int(np.argmax(share)), int(np.argmax(counts))
         rho = spearmanr(share, 1 - cka).statistic if len(layers) > 2 and np.ptp(share) > 0 else float("nan")
         rho_text = f"; rank correlation of its shares with 1 − CKA: {rho:+.2f}" if np.isfinite(rho) else ""
+        where = (
+            f"the largest share of a layer in **{layers[top]}** ({share[top]:.1%})"
+            if np.ptp(share) > 0
+            else f"the same share of every layer ({share[0]:.1%})"
+        )
         out.append(
             f"{m['label']}: {counts[most] / counts.sum():.0%} of its {counts.sum():,.0f} parameters in "
-            f"**{layers[most]}**, the largest share of a layer in **{layers[top]}** ({share[top]:.1%}){rho_text}."
+            f"**{layers[most]}**, {where}{rho_text}."
         )
     return out

@@ -9,6 +9,7 @@ registries are read on every call, never copied at import.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 SMALLEST = "_smallest"
@@ -139,3 +140,17 @@ def unlearning_section(method: str, steps: int, scenario: dict[str, Any]) -> dic
     if steps and chosen in METHODS and "steps" in METHODS[chosen].defaults:
         out["steps"] = steps
     return out
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def method_section(heading: str) -> str:
+    """The section of the method reference (docs/method.md, in this repository) whose `##`
+    heading starts with `heading`, as markdown (its own heading left out); "" if absent."""
+    text = (DOCS / "method.md").read_text(encoding="utf-8")
+    for part in text.split("\n## ")[1:]:
+        title, _, body = part.partition("\n")
+        if title.startswith(heading):
+            return body.strip()
+    return ""

@@ -146,3 +146,16 @@ def display_rows(rows: list[dict]) -> list[dict]:
         return figures.axis_title(key) if key in figures.METRIC_LABELS else key
 
     return [{title(k): cell(k, v) for k, v in r.items()} for r in rows]
+
+
+def same_models(result: dict | None, cfg: dict | None) -> bool:
+    """Whether `result` (a run's output) was made with the trained models that config `cfg`
+    (normalized) would use: same data set, scenario, model, training and seed. Home shows a
+    result's metrics only then (switching to Fashion-MNIST hides the digits numbers)."""
+    if not result or cfg is None:
+        return False
+    try:
+        made = core_config.normalize(result.get("config") or {})
+    except SapsError:
+        return False
+    return experiment.model_key(made, "original") == experiment.model_key(cfg, "original")

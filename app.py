@@ -45,8 +45,9 @@ step(
 )
 
 with st.expander("**2 · Run the demo**", expanded=True):
+    st.markdown("#### Quick choice")
     st.markdown(
-        "**Quick choice** of the data, then the demo trains θ* and the retrained reference, computes "
+        "Choose the data, then the demo trains θ* and the retrained reference, computes "
         "diag H and unlearns with six selection strategies at one budget. When it is done, it opens "
         "the comparison."
     )
@@ -59,12 +60,9 @@ with st.expander("**2 · Run the demo**", expanded=True):
         state.choose("scenario", "Forget scenario", "scenarios")
     b1, b2, _ = st.columns([1, 1, 2])
     demo_labels = ", ".join(choices.strategy_labels()[k] for k in state.DEMO_STRATEGIES)
-    help_demo = (
-        f"Train θ*, retrain the reference, compute diag H and unlearn with six strategies ({demo_labels}) "
-        f"at a {s['frac']:.1%} budget; then open the comparison."
-    )
+    help_demo = f"Unlearn with six strategies ({demo_labels}) at a {s['frac']:.1%} budget, then compare."
     demo = b1.button("Run the demo", type="primary", key="run_demo", **jobs.guard(help_demo))
-    help_train = "Train θ* and the retrained reference (cached by config) and show their metrics here."
+    help_train = "Train θ* and the retrained reference (cached by config); their metrics show here."
     train = b2.button("Train only", key="train_only", **jobs.guard(help_train))
     demo_cfg = state.build_config({**s, "strategies": list(state.DEMO_STRATEGIES)})
     jobs.show_estimate(cache.estimate_config(demo_cfg, cache.store()), "the demo")
@@ -93,8 +91,7 @@ with st.expander("**2 · Run the demo**", expanded=True):
             ("test accuracy retrained", r.get("test_acc")),
             ("attack success retrained", r.get("asr")),
         ]
-        metrics = [(label, v) for label, v in metrics if v is not None]
-        for col, (label, v) in zip(st.columns(len(metrics)), metrics):
+        for col, (label, v) in zip(st.columns(4), [(lbl, v) for lbl, v in metrics if v is not None]):
             col.metric(label, f"{v:.1%}")
         secs = shown["seconds"]
         st.caption(

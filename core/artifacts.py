@@ -115,7 +115,8 @@ def curvature_key(cfg: dict) -> str:
 def curvature_scores(
     cfg: dict, prepared: Prepared, original: nn.Module, store: RunStore | None = None
 ) -> tuple[Scores, float, bool]:
-    """diag H at θ* (config "curvature": estimator and data), from the store when cached.
+    """diag H at θ* (config "curvature": estimator, data and, when given, `samples`: the mean
+    over a subsample of that many samples drawn with the run's seed), from the store when cached.
 
     The one curvature path of the engine, the CLI and the dashboard. Returns (scores {name:
     float32 CPU tensor of the parameter's shape}, seconds it took to compute them, cached)."""
@@ -138,7 +139,14 @@ def curvature_scores(
     options = {"probes": cv["probes"]} if cv["method"] == "hutchinson" else {}
     start = time.perf_counter()
     scores = hessian_diagonal(
-        original, x, y, cv["method"], batch_size=cv["batch_size"], seed=cfg["seed"], **options
+        original,
+        x,
+        y,
+        cv["method"],
+        batch_size=cv["batch_size"],
+        seed=cfg["seed"],
+        subsample=cv.get("samples"),
+        **options,
     )
     seconds = time.perf_counter() - start
     if store is not None:

@@ -21,6 +21,10 @@ from typing import Any
 from core.errors import ConfigError
 
 CURVATURE_DATA = ("full", "retain", "forget", "corrected")
+# optional "curvature" keys, left out of the normalized config when null (so the cache keys of
+# configs without them do not change): `samples`, the size of the seeded subsample of the
+# curvature data (null: all of it; core.curvature.hessian_diagonal's `subsample`)
+CURVATURE_OPTIONAL = ("samples",)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 DEFAULTS: dict[str, Any] = {
@@ -243,7 +247,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
         raise ConfigError("train.weight_decay", f"must be a number ≥ 0, got {tr['weight_decay']!r}")
     out["train"] = tr
 
-    cv = _merge_section(cfg, "curvature", set(DEFAULTS["curvature"]))
+    cv = _merge_section(cfg, "curvature", set(DEFAULTS["curvature"]) | set(CURVATURE_OPTIONAL))
     _choice(cv["method"], tuple(_registry("estimators")), "curvature.method")
     _choice(cv["data"], CURVATURE_DATA, "curvature.data")
     if cv["data"] == "corrected" and _registry("scenarios")[sc["kind"]].is_removal(_params(sc)):
@@ -254,6 +258,10 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
         )
     cv["batch_size"] = _pos_int(cv["batch_size"], "curvature.batch_size", maximum=1_000_000)
     cv["probes"] = _pos_int(cv["probes"], "curvature.probes", maximum=100_000)
+    if cv.get("samples") is None:  # absent from the normalized config: existing keys stay the same
+        cv.pop("samples", None)
+    else:
+        cv["samples"] = _pos_int(cv["samples"], "curvature.samples", maximum=100_000_000)
     out["curvature"] = cv
 
     strategies = cfg.get("strategies", DEFAULTS["strategies"])

@@ -227,3 +227,27 @@ def test_registries_decide_the_allowed_names(monkeypatch):
     monkeypatch.setitem(models.MODELS, "toynet", models.MODELS["mlp"])
     cfg = config.normalize({"dataset": "toyset", "model": "toynet"})
     assert (cfg["dataset"], cfg["model"]) == ("toyset", "toynet")
+
+
+def test_curvature_samples_is_optional_checked_and_keys_the_curvature_cache():
+    from core import artifacts
+
+    plain = config.normalize({})
+    assert "samples" not in plain["curvature"]  # absent unless given: existing keys unchanged
+    assert config.normalize({"curvature": {"samples": None}}) == plain
+    sub = config.normalize({"curvature": {"samples": 256}})
+    assert sub["curvature"]["samples"] == 256 and config.normalize(sub) == sub
+    assert artifacts.curvature_key(sub) != artifacts.curvature_key(plain)
+    assert artifacts.curvature_key(sub) != artifacts.curvature_key(
+        config.normalize({"curvature": {"samples": 128}})
+    )
+    assert artifacts.model_key(sub, "original") == artifacts.model_key(plain, "original")
+    for bad in (0, -3, 1.5, "all", True):
+        with pytest.raises(ConfigError) as e:
+            config.normalize({"curvature": {"samples": bad}})
+        assert e.value.field == "curvature.samples"
+
+
+def test_a_new_estimator_is_accepted_from_its_registry_entry():
+    cfg = config.normalize({"curvature": {"method": "ggn_mc"}})
+    assert cfg["curvature"]["method"] == "ggn_mc"

@@ -256,7 +256,7 @@ def test_bad_method_and_data_are_refused():
         curvature.hessian_diagonal(model, x, y, batch_size=0)
     with pytest.raises(ConfigError, match="unknown option"):
         curvature.hessian_diagonal(model, x, y, "ggn", probes=3)
-    assert set(curvature.ESTIMATORS) == {"exact", "ggn", "hutchinson", "fisher", "empirical_fisher"}
+    assert set(curvature.ESTIMATORS) == {"exact", "ggn", "ggn_mc", "hutchinson", "fisher", "empirical_fisher"}
 
 
 def test_exact_agrees_with_backpack_diag_hessian():
@@ -308,3 +308,98 @@ def test_estimator_registry_and_the_one_eval_mode_helper():
     for name, entry in curvature.ESTIMATORS.items():
         assert entry.name == name and entry.label and entry.description and callable(entry.fn)
     assert curvature.eval_mode is functional.eval_mode
+
+
+# -- ggn_mc: k sampled output columns per sample, scaled by C/k ----------------------------------
+
+
+def test_ggn_mc_matches_a_hand_computed_draw():
+    """The estimator's draw, redone by hand: per sample, the first k classes of a seeded random
+    order; (C/k) Σ_{c drawn} (J_nᵀ s_nc)², s_nc = √p_nc (e_c − p_n), J_nᵀ s by autograd."""
+    model, x, y = make("relu_cnn")
+    k, seed, n_classes = 2, 7, 3
+    diag = curvature.hessian_diagonal(model, x, y, "ggn_mc", mc_samples=k, seed=seed)
+    order = torch.rand(len(x), n_classes, generator=torch.Generator().manual_seed(seed)).argsort(1)[:, :k]
+    model.eval()
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for xn, drawn in zip(x, order):
+        logits = model(xn[None])[0]
+        p = logits.detach().softmax(0)
+        for c in drawn.tolist():
+            s = p[c].sqrt() * (F.one_hot(torch.tensor(c), n_classes).double() - p)
+            grads = torch.autograd.grad(logits @ s, list(model.parameters()), retain_graph=True)
+            for (n, _), g in zip(model.named_parameters(), grads):
+                total[n] += g.square() * n_classes / k
+    assert rel_err(diag, {n: t / len(x) for n, t in total.items()}) <= 1e-5
+
+
+def test_ggn_mc_is_unbiased_for_the_exact_diagonal():
+    """The mean of R independent draws (k = 1 column each) is within 5 standard errors of exact,
+    coordinate by coordinate (standard error = sample std over the draws / √R)."""
+    model, x, y = make("relu_cnn")
+    exact = curvature.hessian_diagonal(model, x, y, "exact")
+    draws = 400
+    stack = {n: [] for n in exact}
+    for seed in range(draws):
+        for n, v in curvature.hessian_diagonal(model, x, y, "ggn_mc", seed=seed).items():
+            stack[n].append(v.double())
+    scale = max(float(v.abs().max()) for v in exact.values())
+    for n, values in stack.items():
+        values = torch.stack(values)
+        mean, stderr = values.mean(0), values.std(0) / draws**0.5
+        assert ((mean - exact[n].double()).abs() <= 5 * stderr + 1e-6 * scale).all(), n
+    one = curvature.hessian_diagonal(model, x, y, "ggn_mc", seed=0)
+    assert rel_err(one, exact) > 1e-2  # a single draw is noisy: the test above is not trivial
+
+
+def test_ggn_mc_with_every_column_is_the_ggn_and_is_seeded():
+    model, x, y = make("residual_bn")
+    ggn = curvature.hessian_diagonal(model, x, y, "ggn")
+    for k in (3, 10):  # k ≥ C: every column, scale 1
+        assert rel_err(curvature.hessian_diagonal(model, x, y, "ggn_mc", mc_samples=k, seed=4), ggn) <= 1e-6
+    a = curvature.hessian_diagonal(model, x, y, "ggn_mc", seed=4)
+    b = curvature.hessian_diagonal(model, x, y, "ggn_mc", seed=4, batch_size=3)
+    assert rel_err(a, b) <= 1e-6  # chunking does not change the draw
+    with pytest.raises(ConfigError, match="curvature.mc_samples"):
+        curvature.hessian_diagonal(model, x, y, "ggn_mc", mc_samples=0)
+
+
+# -- curvature.samples: a seeded subsample of the curvature data ---------------------------------
+
+
+def test_subsampled_curvature_is_the_mean_over_a_seeded_draw():
+    model, x, y = make("relu_cnn")
+    sub = {s: curvature.hessian_diagonal(model, x, y, "exact", subsample=4, seed=s) for s in (0, 1)}
+    again = curvature.hessian_diagonal(model, x, y, "exact", subsample=4, seed=0)
+    assert all(torch.equal(sub[0][n], again[n]) for n in again)  # same seed: identical scores
+    drawn = {s: curvature.subsample_indices(len(x), 4, s) for s in (0, 1)}
+    assert len(set(drawn[0].tolist())) == 4 and not torch.equal(drawn[0], drawn[1])
+    assert rel_err(sub[0], sub[1]) > 1e-3  # different seed: a different subsample
+    for s in (0, 1):  # the mean over the drawn samples, in the units of the full estimate
+        by_hand = brute_force_diag(model, x[drawn[s]], y[drawn[s]])
+        assert rel_err(sub[s], by_hand) <= 1e-5
+    full = curvature.hessian_diagonal(model, x, y, "exact")
+    every = curvature.hessian_diagonal(model, x, y, "exact", subsample=len(x), seed=3)
+    assert all(torch.equal(full[n], every[n]) for n in full)  # samples ≥ N: all of the data
+    for bad in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="curvature.samples"):
+            curvature.hessian_diagonal(model, x, y, "exact", subsample=bad)
+
+
+def test_the_run_passes_curvature_samples_and_keys_the_cache_by_it(tmp_path):
+    from core import artifacts, config
+    from core.store import RunStore
+
+    cfg = config.normalize({"train_size": 300, "test_size": 100, "curvature": {"samples": 50}})
+    prepared = artifacts.prepare(cfg)
+    model = models.build(cfg["model"], prepared.dataset, seed=0).eval()
+    store = RunStore(tmp_path / "runs")
+    scores, _, cached = artifacts.curvature_scores(cfg, prepared, model, store)
+    fs = prepared.forget_set
+    idx = curvature.subsample_indices(len(fs.y_train), 50, cfg["seed"])
+    by_hand = curvature.hessian_diagonal(model, fs.x_train[idx], fs.y_train[idx], "exact", batch_size=256)
+    assert not cached and rel_err(scores, by_hand) <= 1e-6
+    assert artifacts.curvature_scores(cfg, prepared, model, store)[2]  # cached under its key
+    full = config.normalize({"train_size": 300, "test_size": 100})
+    assert artifacts.curvature_key(full) != artifacts.curvature_key(cfg)
+    assert not artifacts.curvature_scores(full, prepared, model, store)[2]

@@ -21,7 +21,15 @@ Methods (registry `ESTIMATORS`):
                       `probes` (default 100), `probe_batch` (default 10). Its standard error
                       comes from `hutchinson_with_stderr(...) -> (diag, stderr)`.
     fisher            Monte-Carlo Fisher (1/N) Σ_n (1/K) Σ_k (∇θ ℓ(x_n, ŷ_nk))², ŷ_nk ~ p_n;
-                      option `samples` = K (default 1).
+                      option `samples` = K (default 1). For the softmax cross-entropy
+                      E_ŷ[(p_n − e_ŷ)(p_n − e_ŷ)ᵀ] = H_n, so this is already an unbiased
+                      Monte-Carlo estimate of diag G (the sampled-label scheme).
+    ggn_mc            Monte-Carlo GGN by sampled columns: for each sample n, k of the C columns
+                      of S_n (K_n ⊂ {1..C}, |K_n| = k, drawn uniformly without replacement),
+                      scaled by C/k:  (1/N) Σ_n (C/k) Σ_{c ∈ K_n} (J_nᵀ s_nc)².
+                      P(c ∈ K_n) = k/C, so its expectation is diag G exactly (unbiased); one
+                      backward column per sample and draw instead of C. Option `mc_samples` = k
+                      (default 1; k ≥ C gives diag G itself).
     empirical_fisher  (1/N) Σ_n (∇θ ℓ(x_n, y_n))² (mean of squared per-sample gradients).
 
 How the sums are computed (no Python loop over samples or parameters): every method except
@@ -35,6 +43,11 @@ Piecewise-linearity assumption: activations called functionally inside `forward`
 (`torch.relu`, `torch.tanh`) are invisible to module walking. A model counts as piecewise
 linear unless it contains a module from `CURVED_MODULES`; our models call only `torch.relu`.
 
+Subsampling (`subsample` = the config's `curvature.samples`): the estimate on a seeded draw of
+`subsample` of the N samples without replacement (torch.randperm with a CPU generator seeded by
+`seed`), as the mean over the drawn samples — the same units as the full estimate. None (or
+≥ N) uses every sample.
+
 Data is processed in chunks of `batch_size` samples (auto: from `memory_mb`, default 1024 MB
 of activations), so peak memory does not grow with N. Runs where the model's parameters are
 (CPU or CUDA). `progress(done_samples, total_samples)` is called after every chunk.
@@ -46,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from core.curvature.autodiff import functional_sum, hutchinson, hvp_exact
@@ -108,11 +122,14 @@ def hessian_diagonal(
     batch_size: int | None = None,
     seed: int = 0,
     progress: Progress = None,
+    subsample: int | None = None,
     **options: Any,
 ) -> Scores:
     """Diagonal of the curvature of the mean cross-entropy over (inputs, targets).
 
     inputs: N×C×H×W (or N×D) float tensor; targets: N int64 class indices.
+    subsample: None (all N samples) or the number of samples to draw with `seed` (see
+    `subsample_indices`); the result is then the mean over the drawn samples.
     Returns {parameter name: float32 CPU tensor of the parameter's shape}. The model is put in
     eval mode for the computation and restored afterwards; its weights are not modified.
     """
@@ -122,10 +139,27 @@ def hessian_diagonal(
             f"unknown method {method!r}; choose one of {sorted(ESTIMATORS)}",
         )
     fn = ESTIMATORS[method].fn
+    if subsample is not None:
+        check_data(inputs, targets, batch_size)
+        idx = subsample_indices(len(targets), subsample, seed)
+        if idx is not None:
+            inputs, targets = inputs[idx.to(inputs.device)], targets[idx.to(targets.device)]
     diag = _checked(
         fn, model, inputs, targets, batch_size=batch_size, seed=seed, progress=progress, **options
     )
     return finish(diag, method)
+
+
+def subsample_indices(n: int, samples: int, seed: int) -> Tensor | None:
+    """Sorted indices of `samples` of n samples drawn without replacement (a CPU generator
+    seeded by `seed`: the same seed gives the same draw everywhere), or None when
+    samples ≥ n (every sample). ConfigError("curvature.samples") unless an integer ≥ 1."""
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise ConfigError("curvature.samples", f"need an integer ≥ 1 or null, got {samples!r}")
+    if samples >= n:
+        return None
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(n, generator=generator)[:samples].sort().values
 
 
 def _checked(fn: Callable[..., Any], model: nn.Module, inputs: Tensor, targets: Tensor, **kwargs: Any) -> Any:
@@ -213,9 +247,20 @@ def _fisher(model, inputs, targets, *, batch_size, seed, progress, **options) ->
     samples = options.pop("samples", 1)
     no_options(options, "fisher")
     if not isinstance(samples, int) or samples < 1:
-        raise ConfigError("curvature.samples", f"need an integer ≥ 1, got {samples!r}")
+        raise ConfigError(
+            "curvature", f"fisher's `samples` (labels per input) needs an integer ≥ 1, got {samples!r}"
+        )
     kind = ("fisher", samples)
     return columns_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb)
+
+
+def _ggn_mc(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
+    memory_mb = options.pop("memory_mb", 1024)
+    k = options.pop("mc_samples", 1)
+    no_options(options, "ggn_mc")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError("curvature.mc_samples", f"need an integer ≥ 1, got {k!r}")
+    return columns_sum(model, inputs, targets, ("ggn_mc", k), batch_size, seed, progress, memory_mb)
 
 
 def _empirical_fisher(model, inputs, targets, *, batch_size, seed, progress, **options) -> Scores:
@@ -268,6 +313,12 @@ ESTIMATORS: dict[str, Estimator] = {
         Estimator("ggn", "GGN diagonal", "diag of the generalized Gauss-Newton matrix", _ggn),
         Estimator("hutchinson", "Hutchinson", "Rademacher probes z ⊙ Hz (unbiased, noisy)", _hutchinson_only),
         Estimator("fisher", "Monte-Carlo Fisher", "Fisher with labels sampled from the model", _fisher),
+        Estimator(
+            "ggn_mc",
+            "Monte-Carlo GGN",
+            "k of the C output columns of the GGN per sample, scaled by C/k (unbiased; mc_samples = k)",
+            _ggn_mc,
+        ),
         Estimator(
             "empirical_fisher", "Empirical Fisher", "mean of squared per-sample gradients", _empirical_fisher
         ),

@@ -33,6 +33,12 @@ def logit_columns(logits: Tensor, targets: Tensor, kind: Any, generator: torch.G
         return p.sqrt().T[:, :, None] * (eye[:, None, :] - p[None, :, :])
     if kind == "empirical_fisher":  # ∂ℓ/∂f = p − e_y
         return (p - F.one_hot(targets, c).to(p.dtype))[None]
+    if kind[0] == "ggn_mc":  # k columns s_nc = √p_nc (e_c − p_n) per sample, c drawn without
+        k = min(kind[1], c)  # replacement (uniform k-subset: the first k of a random order), × √(C/k)
+        order = torch.rand(p.shape[0], c, generator=generator).argsort(1)[:, :k].T.to(p.device)  # k×N
+        picked = p.T.gather(0, order)  # k×N: p_nc at the drawn columns
+        onehot = F.one_hot(order, c).to(p.dtype)  # k×N×C
+        return picked.sqrt()[:, :, None] * (onehot - p[None]) * math.sqrt(c / k)
     samples = kind[1]  # Monte-Carlo Fisher: ŷ ~ Categorical(p), drawn on the CPU for seeding
     drawn = torch.multinomial(p.cpu().float(), samples, replacement=True, generator=generator)
     onehot = F.one_hot(drawn.T.to(p.device), c).to(p.dtype)  # K×N×C
@@ -40,7 +46,12 @@ def logit_columns(logits: Tensor, targets: Tensor, kind: Any, generator: torch.G
 
 
 def n_columns(kind: Any, n_classes: int) -> int:
-    return n_classes if kind == "ggn" else (1 if kind == "empirical_fisher" else kind[1])
+    """K, the logit-space columns per sample of estimator `kind`."""
+    if kind == "ggn":
+        return n_classes
+    if kind == "empirical_fisher":
+        return 1
+    return min(kind[1], n_classes) if kind[0] == "ggn_mc" else kind[1]
 
 
 # ---------------------------------------------------------------------------------------------

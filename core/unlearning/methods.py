@@ -61,6 +61,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "epochs": _int(1),
     "train_lr": POSITIVE,
     "train_optimizer": _choice("adam", "sgd"),
+    "rho": NON_NEGATIVE,
 }
 GUARDED = {"lr": "auto", "val_fraction": 0.2, "val_tolerance": 0.01, "check_every": 5}
 SOLVE = {
@@ -72,6 +73,19 @@ SOLVE = {
     "cg_iters": 100,
     "tol": 1e-3,
     "hessian_samples": 512,
+}
+
+# masked_finetune's defaults (masked_sam starts from the same)
+FINETUNE = {
+    **GUARDED,
+    "steps": 10,
+    "ascent": 0.0,
+    "retain_batch": 128,
+    "retain_weight": 0.1,
+    "optimizer": "adam",
+    "retain_fixed": True,
+    "wrong_only": True,
+    "check_every": 2,
 }
 
 
@@ -139,17 +153,17 @@ METHODS: dict[str, Method] = {
             "Masked Adam steps on the forget samples still wrong w.r.t. their corrected labels, "
             "with a logit anchor on a retain batch.",
             rules.masked_finetune,
-            {
-                **GUARDED,
-                "steps": 10,
-                "ascent": 0.0,
-                "retain_batch": 128,
-                "retain_weight": 0.1,
-                "optimizer": "adam",
-                "retain_fixed": True,
-                "wrong_only": True,
-                "check_every": 2,
-            },
+            FINETUNE,
+            needs_correction=True,
+            multi_step=True,
+        ),
+        Method(
+            "masked_sam",
+            "Masked SAM fine-tuning",
+            "Masked fine-tuning's loss and trajectory, each step taken with the gradient at "
+            "θ + ρ·g/‖g‖ (g: the masked gradient; sharpness-aware, Foret et al. 2021).",
+            rules.masked_sam,
+            {**FINETUNE, "rho": 0.05},
             needs_correction=True,
             multi_step=True,
         ),

@@ -6,6 +6,7 @@ G = Σ_{z̃∈D̃_f} ∇ℓ(z̃) − ascent·Σ_{z∈D_f} ∇ℓ(z) comes from c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -148,6 +149,27 @@ def masked_finetune(ctx: Context) -> Result:
 
     Stops when every forget sample is right. One forward pass per step: the forget samples and
     the retain batch go through the model together, "wrong" is read off the same logits."""
+    batch, wrong_of, loss_at = _finetune_objective(ctx)
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor | None:
+        x, target = batch()
+        logits = m(x)
+        wrong = wrong_of(logits)
+        return None if wrong is None else loss_at(logits, wrong, target)
+
+    return descend(ctx, loss_fn, ctx.hp["steps"], ctx.hp["optimizer"])
+
+
+Batch = Callable[[], tuple[Tensor, Tensor | None]]
+
+
+def _finetune_objective(
+    ctx: Context,
+) -> tuple[Batch, Callable[[Tensor], Tensor | None], Callable[[Tensor, Tensor, Tensor | None], Tensor]]:
+    """The pieces of masked_finetune's loss, so masked_sam evaluates the very same function at a
+    second point: `batch()` -> (inputs: the D_f inputs, D̃_f and the step's retain batch; θ*'s
+    logits on that batch or None), `wrong_of(logits)` -> the samples the loss covers (None: all
+    right, stop; counts the forward pass in grad_evals), `loss_at(logits, wrong, target)`."""
     hp = ctx.hp
     x_fix = torch.cat([ctx.x_f, ctx.x_c])
     y_fix = torch.cat([ctx.y_fix, ctx.y_c])
@@ -157,34 +179,83 @@ def masked_finetune(ctx: Context) -> Result:
     fixed = fixed_retain(ctx, gen) if anchored and hp["retain_fixed"] else None
     anchor = anchor_logits(ctx) if anchored and fixed is None else None
 
-    def loss_fn(m: nn.Module, step: int) -> Tensor | None:
-        if anchored:
-            if fixed is not None:
-                idx, target = fixed
-            else:
-                idx = retain_batch(ctx, gen, hp["retain_batch"])
-                target = anchor[idx]
-            logits = m(torch.cat([x_fix, ctx.x_r[idx]]))
+    def batch() -> tuple[Tensor, Tensor | None]:
+        if not anchored:
+            return x_fix, None
+        if fixed is not None:
+            idx, target = fixed
         else:
-            logits = m(x_fix)
-        out_f = logits[:n_fix]
-        wrong = out_f.detach().argmax(1) != y_fix
+            idx = retain_batch(ctx, gen, hp["retain_batch"])
+            target = anchor[idx]
+        return torch.cat([x_fix, ctx.x_r[idx]]), target
+
+    def wrong_of(logits: Tensor) -> Tensor | None:
+        wrong = logits[:n_fix].detach().argmax(1) != y_fix
         ctx.grad_evals += len(logits)
         if not wrong.any():
             return None
-        if not hp["wrong_only"]:
-            wrong = torch.ones_like(wrong)
+        return wrong if hp["wrong_only"] else torch.ones_like(wrong)
+
+    def loss_at(logits: Tensor, wrong: Tensor, target: Tensor | None) -> Tensor:
+        out_f = logits[:n_fix]
         # a mean over all samples (right ones add little): over the wrong ones alone it grows
         # as they get fewer and overshoots
         loss = F.cross_entropy(out_f[wrong], y_fix[wrong], reduction="sum") / n_fix
         w_f = wrong[:n_f]
         if hp["ascent"] and w_f.any():
             loss = loss - hp["ascent"] * F.cross_entropy(out_f[:n_f][w_f], ctx.y_f[w_f])
-        if anchored:
+        if target is not None:
             loss = loss + hp["retain_weight"] * (logits[n_fix:] - target).pow(2).sum(1).mean()
         return loss
 
-    return descend(ctx, loss_fn, hp["steps"], hp["optimizer"])
+    return batch, wrong_of, loss_at
+
+
+def masked_sam(ctx: Context) -> Result:
+    """Masked sharpness-aware fine-tuning (SAM, Foret et al. 2021) on masked_finetune's loss L
+    (same samples, anchor, defaults and guarded trajectory). Each step, at the current θ:
+
+        g = M ⊙ ∇L(θ),   ε = ρ · g / ‖g‖            (ε = 0 when g = 0; ‖ε‖ = ρ, inside M)
+        g_SAM = ∇L(θ + ε)                            (same samples, same "wrong" set, same batch)
+        θ ← optimizer step with M ⊙ g_SAM            (θ itself, not θ + ε, is updated)
+
+    so the update minimizes max_{‖ε‖ ≤ ρ, ε ⊂ M} L(θ + ε) to first order: a flat minimum in the
+    selected coordinates, which a few relearning steps should find harder to leave. ρ = 0 is
+    masked_finetune bit for bit (twice the gradient evaluations)."""
+    rho = float(ctx.hp["rho"])
+    batch, wrong_of, loss_at = _finetune_objective(ctx)
+
+    def loss_fn(m: nn.Module, step: int) -> Tensor | None:
+        x, target = batch()
+        logits = m(x)
+        wrong = wrong_of(logits)
+        if wrong is None:
+            return None
+        names = [n for n, _ in m.named_parameters()]
+        params = [p for _, p in m.named_parameters()]
+        grads = torch.autograd.grad(loss_at(logits, wrong, target), params, allow_unused=True)
+        g = [torch.zeros_like(p) if d is None else d * ctx.mask[n] for n, p, d in zip(names, params, grads)]
+        norm = torch.sqrt(sum(d.pow(2).sum() for d in g))
+        scale = rho / norm if float(norm) > 0 else norm * 0
+        saved = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            for p, d in zip(params, g):
+                p.add_(d * scale)
+        try:
+            logits_sam = m(x)
+            ctx.grad_evals += len(logits_sam)
+            loss = loss_at(logits_sam, wrong, target)
+            g_sam = torch.autograd.grad(loss, params, allow_unused=True)
+        finally:
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+        # a loss whose value is L(θ + ε) and whose gradient at θ is ∇L(θ + ε) exactly
+        surrogate = sum((p * d).sum() for p, d in zip(params, g_sam) if d is not None)
+        return loss.detach() + (surrogate - surrogate.detach())
+
+    new, info = descend(ctx, loss_fn, ctx.hp["steps"], ctx.hp["optimizer"])
+    return new, {**info, "rho": rho}
 
 
 def finetune(ctx: Context) -> Result:

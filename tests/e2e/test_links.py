@@ -76,7 +76,7 @@ def test_demo_link_reproduces_compare_and_unlearn_in_a_new_browser(browser, app_
         ("Figures as HTML", "saps_figures.html"),
     ):
         with page.expect_download(timeout=20_000) as download:
-            page.locator('[data-testid="stDownloadButton"] button', has_text=label).click()
+            button(page, label).click()
         assert download.value.suggested_filename == name and download.value.failure() is None
     html = open(download.value.path(), encoding="utf-8").read()
     assert 'id="saps-tradeoff"' in html and 'id="saps-relearn"' in html

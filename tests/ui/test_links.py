@@ -229,17 +229,20 @@ def test_results_and_history_show_method_estimator_and_budget():
 def test_when_every_strategy_keeps_the_backdoor_the_page_says_why():
     run_id, result = _stored(method="first_order", steps=5, asr_step=0.0)
     for row in result["strategies"]:
-        row["metrics"]["asr"] = 0.9  # θ* 0.97, retrained 0.01: the bar is 0.49
+        row["metrics"]["asr"] = 0.9  # θ* 0.97, retrained 0.01: a quarter of the way down is 0.73
     result["strategies"][0]["log"] = {"guard_failed": True, "changed": False}
     RunStore().finish(run_id, result, 1.0)
     why = tables.backdoor_kept(result)
-    assert why is not None and "above 49%" in why and "First order" in why
+    assert why is not None and "above 73%" in why and "First order" in why
+    assert "the scenario's default method (Masked fine-tuning)" in why
+    default = [{**r, "method": "masked_finetune"} for r in result["strategies"]]
+    assert "more steps or a larger budget" in tables.backdoor_kept({**result, "strategies": default})
     assert "no step size passed the validation guard" in why and "5 step(s)" in why
     for page in ("pages/4_Unlearn.py", "pages/5_Compare.py"):
         at = app(page, run=str(run_id))
         assert_clean(at)
         assert any("Every strategy leaves the backdoor in place" in w.value for w in at.warning), page
-    result["strategies"][2]["metrics"]["asr"] = 0.4  # one strategy below the bar: nothing to explain
+    result["strategies"][2]["metrics"]["asr"] = 0.72  # one strategy below the bar: nothing to explain
     assert tables.backdoor_kept(result) is None
     notes = tables.warnings(result)  # back to the per-strategy notes (row 1 of fake_result changed nothing)
     assert (

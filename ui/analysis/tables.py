@@ -166,13 +166,14 @@ def history_table(runs: Iterable[dict]) -> list[dict]:
 
 
 def backdoor_kept(result: dict) -> str | None:
-    """Why, when every strategy leaves the backdoor in place (attack success not even half-way
-    from θ*'s to the retrained model's), one sentence per strategy from its method log; None
-    otherwise or without a backdoor."""
+    """Why, when every strategy leaves the backdoor in place (attack success not even a quarter
+    of the way from θ*'s down to the retrained model's), one sentence per strategy from its
+    method log; None otherwise or without a backdoor."""
     o, ref, rows = result["original"], result.get("retrained") or {}, result["strategies"]
     if o.get("asr") is None or not rows:
         return None
-    bar = (o["asr"] + (ref.get("asr") if ref.get("asr") is not None else 0.0)) / 2
+    floor = ref.get("asr") if ref.get("asr") is not None else 0.0
+    bar = floor + 0.75 * (o["asr"] - floor)
     if any((r["metrics"].get("asr") or 0.0) <= bar for r in rows):
         return None
     why = []
@@ -183,12 +184,18 @@ def backdoor_kept(result: dict) -> str | None:
             f"τ = {r.get('lr') if r.get('lr') is not None else '?'}) but moved too little"
         ]
         why.append(f"**{r['label']}**: " + "; ".join(reasons))
-    method = rows[0].get("method_label") or rows[0].get("method")
+    method = rows[0].get("method")
+    default = choices.default_method((result.get("config") or {}).get("scenario") or {"kind": "backdoor"})
+    hint = (
+        "more steps or a larger budget"
+        if method == default
+        else "more steps, or the scenario's default method"
+    )
     return (
-        f"Every strategy leaves the backdoor in place with {method}: attack success stays above "
-        f"{bar:.0%} (θ* {o['asr']:.0%}, retrained {ref.get('asr') or 0:.0%}).  \n"
+        f"Every strategy leaves the backdoor in place with {rows[0].get('method_label') or method}: "
+        f"attack success stays above {bar:.0%} (θ* {o['asr']:.0%}, retrained {floor:.0%}).  \n"
         + "  \n".join(why)
-        + "  \nTry more steps, or the scenario's default method (masked fine-tuning)."
+        + f"  \nTry {hint} ({choices.methods().get(default, default)})."
     )
 
 

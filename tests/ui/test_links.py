@@ -231,13 +231,14 @@ def test_when_every_strategy_keeps_the_backdoor_the_page_says_why():
     for row in result["strategies"]:
         row["metrics"]["asr"] = 0.9  # θ* 0.97, retrained 0.01: a quarter of the way down is 0.73
     result["strategies"][0]["log"] = {"guard_failed": True, "changed": False}
+    result["strategies"][2]["lr"] = 1 / 300
     RunStore().finish(run_id, result, 1.0)
     why = tables.backdoor_kept(result)
     assert why is not None and "above 73%" in why and "First order" in why
     assert "the scenario's default method (Masked fine-tuning)" in why
     default = [{**r, "method": "masked_finetune"} for r in result["strategies"]]
     assert "more steps or a larger budget" in tables.backdoor_kept({**result, "strategies": default})
-    assert "no step size passed the validation guard" in why and "5 step(s)" in why
+    assert "no step size passed the validation guard" in why and "5 step(s), τ = 0.00333)" in why
     for page in ("pages/4_Unlearn.py", "pages/5_Compare.py"):
         at = app(page, run=str(run_id))
         assert_clean(at)

@@ -181,7 +181,7 @@ def backdoor_kept(result: dict) -> str | None:
         log = r.get("log") or {}
         reasons = row_notes(r) or [
             f"the update ran ({log.get('steps') or r.get('steps') or '?'} step(s), "
-            f"τ = {r.get('lr') if r.get('lr') is not None else '?'}) but moved too little"
+            f"τ = {f'{lr:.3g}' if isinstance(lr := r.get('lr'), (int, float)) else '?'}) but moved too little"
         ]
         why.append(f"**{r['label']}**: " + "; ".join(reasons))
     method = rows[0].get("method")

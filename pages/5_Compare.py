@@ -67,13 +67,17 @@ if result:
         state.bind(st.number_input, "deep_models", "Models M", min_value=2, max_value=64, help=help_m)
         help_deep = "Trains M originals and M retrained models and unlearns each (background job; minutes)."
         if st.button("Deep evaluation", key="deep_eval", **jobs.guard(help_deep)):
-            fn = cache.deep_eval_job(result["config"], str(store.root), s["deep_models"])
+            fn = cache.deep_eval_job(
+                result["config"], str(store.root), s["deep_models"], result.get("run_id")
+            )
             jobs.start("deep_eval", fn, "the deep evaluation")
         jobs.show_estimate(cache.estimate_config(result["config"], store, "deep_eval", s["deep_models"]))
         if (fq := jobs.follow("deep_eval")) is not None:
             st.session_state["deep_eval_result"] = {"run": result.get("run_id"), **fq}
         fq = st.session_state.get("deep_eval_result")
-        if fq and fq["run"] == result.get("run_id"):
+        if not (fq and fq["run"] == result.get("run_id") and fq.get("models") == s["deep_models"]):
+            fq = cache.stored_deep_eval(store, result.get("run_id"), s["deep_models"])  # a shared link
+        if fq:
             fq_series = analysis.forget_quality_series(result, fq)
             figs["forget_quality"] = figures.forget_quality_bars(
                 fq_series, original=fq["original"], models=fq["models"]

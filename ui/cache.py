@@ -244,11 +244,39 @@ def estimators_job(cfg: dict, store_path: str) -> Job:
     )
 
 
-def deep_eval_job(cfg: dict, store_path: str, models: int) -> Job:
-    """`fn(progress)` running core.deep_eval.forget_quality_run with `models` training seeds."""
+def deep_eval_key(run_id: int, models: int) -> str:
+    return f"deep_eval:{run_id}:{models}"
+
+
+def deep_eval_job(cfg: dict, store_path: str, models: int, run_id: int | None = None) -> Job:
+    """`fn(progress)` running core.deep_eval.forget_quality_run with `models` training seeds;
+    with the `run_id` it evaluates, the outcome is a store row (kind "deep_eval"), so a link to
+    the run shows it in any browser (a cancelled or failed one is marked failed)."""
+    import json
+
     from core import deep_eval
 
-    return lambda progress: deep_eval.forget_quality_run(cfg, models, store_for(store_path), progress)
+    def fn(progress: Callable[[str, float, str], None]) -> dict:
+        st_ = store_for(store_path)
+        if run_id is None:
+            return deep_eval.forget_quality_run(cfg, models, st_, progress)
+        key = deep_eval_key(run_id, models)
+        with st_.recording({"run": run_id, "models": models}, kind="deep_eval", key=key) as rec:
+            fq = json.loads(
+                json.dumps(deep_eval.forget_quality_run(cfg, models, st_, progress), default=float)
+            )
+            st_.finish(rec["id"], fq, fq.get("seconds") or 0.0)
+            rec["finished"] = True
+        return fq
+
+    return fn
+
+
+def stored_deep_eval(st_: RunStore, run_id: int | None, models: int) -> dict | None:
+    """The newest finished deep evaluation of run `run_id` with `models` seeds, as the Compare
+    page keeps it ({"run", **result}), or None."""
+    row = st_.find_done(deep_eval_key(run_id, models)) if run_id else None
+    return {"run": run_id, **row["result"]} if row and row.get("result") else None
 
 
 def predictions_job(cfg: dict, row: dict, store_path: str, key: str) -> Job:

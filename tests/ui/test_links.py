@@ -126,6 +126,28 @@ def test_the_inspected_strategy_is_part_of_the_link():
     assert gone.selectbox(key="w_inspect_unlearn").value == len(result["strategies"]) - 1
 
 
+def test_a_deep_evaluation_is_stored_with_its_run_and_shown_by_the_link(monkeypatch):
+    run_id, result = _stored()
+    labels = [r["label"] for r in result["strategies"]]
+
+    def fake_quality(cfg, models, store, progress):
+        progress("models", 0.5, "seed 1 done")
+        return {"models": models, "forget_quality": dict.fromkeys(labels, 0.25), "original": 0.01}
+
+    monkeypatch.setattr("core.deep_eval.forget_quality_run", fake_quality)
+    at = app("pages/5_Compare.py", run=str(run_id), deep_models="3")
+    at.button(key="deep_eval").click().run()
+    wait_job(at, lambda a: "deep_eval_result" in a.session_state)
+    at.run()
+    (row,) = RunStore().list_runs(kind="deep_eval")
+    assert row["status"] == "done" and row["result"]["forget_quality"] == dict.fromkeys(labels, 0.25)
+    fresh = app("pages/5_Compare.py", run=str(run_id), deep_models="3")  # another browser
+    assert_clean(fresh)
+    assert _charts(fresh)["forget_quality"] == _charts(at)["forget_quality"]
+    other_m = app("pages/5_Compare.py", run=str(run_id), deep_models="4")  # not evaluated with M = 4
+    assert "forget_quality" not in _charts(other_m)
+
+
 # -- sidebar ------------------------------------------------------------------------------------
 def test_sidebar_summary_follows_the_slider_in_the_same_run():
     at = app("pages/4_Unlearn.py")

@@ -46,7 +46,10 @@ STRATEGIES = [
     {"name": "magnitude", "fraction": 0.05},
 ]
 MEASURES = ("backdoor_removal", "relearn_gap", "relearn_success", "test_acc_drop", "asr")
-SETTINGS = [("masked_finetune", {})] + [("masked_sam", {"rho": r}) for r in RHOS]
+
+
+def settings(rhos: tuple[float, ...]) -> list[tuple[str, dict]]:
+    return [("masked_finetune", {})] + [("masked_sam", {"rho": r}) for r in rhos]
 
 
 def sweep_config(seed: int, method: str, options: dict) -> dict:
@@ -91,12 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(DEFAULT_STORE))
     parser.add_argument("--out", default=str(RESULTS / "sam_relearn.json"))
+    parser.add_argument("--rhos", type=float, nargs="+", default=list(RHOS))
     args = parser.parse_args(argv)
+    grid = settings(tuple(args.rhos))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     store = RunStore(args.store)
     cells: list[dict] = []
     for seed in SEEDS:
-        for method, options in SETTINGS:
+        for method, options in grid:
             cfg = sweep_config(seed, method, options)
             reuse_models(cfg, store)
             for cell in sweep_api.sweep(cfg, store=store)["cells"]:
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
                 cells.append(rec)
     table = []
     for label in dict.fromkeys(c["label"] for c in cells):
-        for method, options in SETTINGS:
+        for method, options in grid:
             rows = [
                 c
                 for c in cells
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": torch.__version__,
         },
         "seeds": list(SEEDS),
-        "rhos": list(RHOS),
+        "rhos": list(args.rhos),
         "table": table,
         "cells": cells,
     }

@@ -5,8 +5,9 @@ Streamlit. Each browser session holds at most one job per name in
 `st.session_state["jobs"]`, so a second click while it runs starts nothing.
 
 Cancellation is cooperative: `Job.cancel()` sets an event that the job's own `progress`
-callback checks; the next progress report (after a training epoch, a curvature chunk, a
-strategy, a seed) raises `Cancelled` inside the worker thread. Code that records a run in the
+callback checks; the next progress report (after a training epoch, a strategy, a deep-
+evaluation seed; diag H reports none while it runs) raises `Cancelled` inside the worker
+thread, and a result that arrives after Cancel is discarded. Code that records a run in the
 store catches it like any exception and marks the row failed ("Cancelled: …"), so the store
 never holds a "done" row with partial results.
 

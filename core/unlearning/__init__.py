@@ -15,6 +15,7 @@ The input model θ* is never modified; coordinates outside the mask stay bit-ide
                         misclassified w.r.t. their corrected labels (both gradient terms)
     masked_finetune     masked Adam steps on the wrong corrected forget samples + a logit
                         anchor on a retain batch (no −∇ℓ(D_f) term by default)
+    masked_sam          masked_finetune's loss, each step with ∇L(θ + ρ·g/‖g‖), g = M ⊙ ∇L
     finetune, neggrad   masked descent on D_r ∪ D̃_f / ascent on D_f with descent on D_r
     ssd                 Selective Synaptic Dampening (Foster et al.) inside the mask
     retrain             training from scratch on D_r ∪ D̃_f (the gold standard; no mask)

@@ -113,13 +113,19 @@ def curvature_key(cfg: dict) -> str:
 
 
 def curvature_scores(
-    cfg: dict, prepared: Prepared, original: nn.Module, store: RunStore | None = None
+    cfg: dict,
+    prepared: Prepared,
+    original: nn.Module,
+    store: RunStore | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Scores, float, bool]:
     """diag H at θ* (config "curvature": estimator, data and, when given, `samples`: the mean
     over a subsample of that many samples drawn with the run's seed), from the store when cached.
 
     The one curvature path of the engine, the CLI and the dashboard. Returns (scores {name:
-    float32 CPU tensor of the parameter's shape}, seconds it took to compute them, cached)."""
+    float32 CPU tensor of the parameter's shape}, seconds it took to compute them, cached).
+    `progress(done_samples, total_samples)` after every chunk (an exception raised there, e.g. a
+    cancelled job, stops the computation and nothing is stored)."""
     from core.curvature import hessian_diagonal
 
     name = curvature_key(cfg)
@@ -146,6 +152,7 @@ def curvature_scores(
         batch_size=cv["batch_size"],
         seed=cfg["seed"],
         subsample=cv.get("samples"),
+        progress=progress,
         **options,
     )
     seconds = time.perf_counter() - start

@@ -95,7 +95,8 @@ def forget_quality_run(
             progress("models", len(per_seed) / models, f"seed {seed} done ({len(per_seed)}/{models})")
     else:
         spawn = multiprocessing.get_context("spawn")  # a fork would inherit torch's thread pools
-        with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_one_thread) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_one_thread)
+        try:
             futures = {pool.submit(seed_confidences, cfg, seed, root): seed for seed in seeds}
             for future in as_completed(futures):
                 per_seed[futures[future]] = future.result()
@@ -104,6 +105,10 @@ def forget_quality_run(
                     len(per_seed) / models,
                     f"seed {futures[future]} done ({len(per_seed)}/{models})",
                 )
+        except BaseException:  # e.g. a cancelled job: drop the queued seeds instead of waiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     keys = ["retrained", "original"] + _names(labels)
     stacked = {k: np.stack([per_seed[s][k] for s in seeds]) for k in keys}
     reference = stacked["retrained"]

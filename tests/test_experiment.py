@@ -224,3 +224,26 @@ def test_default_unlearning_removes_most_of_a_backdoor_with_a_saps_mask():
         removal = (o["asr"] - m["asr"]) / (o["asr"] - r["asr"])  # independent of compare()
         assert removal >= 0.5, (seed, removal)
         assert m["test_acc"] >= o["test_acc"] - 0.02, seed
+
+
+def test_curvature_reports_progress_and_a_raising_callback_stores_nothing(tmp_path):
+    """The dashboard's Cancel raises inside progress: the curvature stops, nothing is stored."""
+    store = RunStore(tmp_path / "s")
+    cfg = config_mod.normalize(fast_config(curvature={"batch_size": 200}))
+    prepared = experiment.prepare(cfg)
+    original, _ = experiment.train_model(cfg, prepared, "original", store=store)
+    seen = []
+
+    def cancel(done: int, total: int) -> None:
+        seen.append((done, total))
+        raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        experiment.curvature_scores(cfg, prepared, original, store, cancel)
+    assert seen == [(200, len(prepared.forget_set.y_train))]
+    assert store.load_artifact(experiment.curvature_key(cfg)) is None
+    calls = []
+    scores, seconds, cached = experiment.curvature_scores(
+        cfg, prepared, original, store, lambda d, t: calls.append(d)
+    )
+    assert not cached and calls[-1] == len(prepared.forget_set.y_train) and len(calls) > 1

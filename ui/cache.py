@@ -123,11 +123,14 @@ def _original(cfg: dict, st_: RunStore) -> torch.nn.Module:
     return loaded[0]
 
 
-def curvature(cfg: dict, st_: RunStore) -> dict:
+def curvature(cfg: dict, st_: RunStore, progress: Callable[[int, int], None] | None = None) -> dict:
     """diag H of θ* per config "curvature", through the engine's store-cached path
-    (core.experiment.curvature_scores), kept in memory per store and curvature key."""
+    (core.experiment.curvature_scores), kept in memory per store and curvature key.
+    `progress(done, total)` per chunk of samples (a cancelled job stops there)."""
     key = f"curv:{st_.root}:{experiment.curvature_key(cfg)}"
-    return shared(key, lambda: experiment.curvature_scores(cfg, prepared(cfg), _original(cfg, st_), st_)[0])
+    return shared(
+        key, lambda: experiment.curvature_scores(cfg, prepared(cfg), _original(cfg, st_), st_, progress)[0]
+    )
 
 
 def cached_curvature(cfg: dict, st_: RunStore) -> dict | None:
@@ -229,8 +232,13 @@ def curvature_job(cfg: dict, store_path: str) -> Job:
     """`fn(progress)` computing (or loading) diag H of θ*."""
 
     def fn(progress: Callable[[str, float, str], None]) -> dict:
-        progress("curvature", 0.0, f"diag H ({cfg['curvature']['method']}) at θ*…")
-        return curvature(cfg, store_for(store_path))
+        label = f"diag H ({cfg['curvature']['method']}) at θ*"
+        progress("curvature", 0.0, f"{label}…")
+
+        def samples(done: int, total: int) -> None:
+            progress("curvature", done / max(1, total), f"{label}: {done}/{total} samples")
+
+        return curvature(cfg, store_for(store_path), samples)
 
     return fn
 

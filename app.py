@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import analysis, cache, choices, jobs, state
+from ui import analysis, cache, choices, figures, jobs, state
 from ui.analysis.series import same_models
 
 s = state.init("Home")
@@ -16,6 +16,7 @@ st.markdown(
     "changes only the parameters where the training loss is sharpest, ranked by the diagonal of the "
     "Hessian. Follow the six steps below: run the demo, then read each figure it produces."
 )
+st.plotly_chart(figures.pipeline(), width="stretch", config={"displayModeBar": False}, key="pipeline")
 
 
 def step(n: int, title: str, page: str | None, text: str, formula: str | None, docs: str) -> None:

@@ -39,7 +39,8 @@ def test_score_histogram_threshold_line_and_zero_count():
     fig = figures.score_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), threshold=1.0, n_selected=2)
     assert sum(fig.data[0].y) == 3  # zeros are not on a log axis
     counts, edges, zeros = figures.log_histogram(np.array([0.0, 0.0, 1e-2, 1.0, 10.0]), bins=3)
-    assert counts.tolist() == [1, 0, 2] and zeros == 2  # log10: -2 | none | 0 and 1 and np.allclose(edges, [-2, -1, 0, 1])
+    assert counts.tolist() == [1, 0, 2] and zeros == 2  # log10 of the scores: -2, 0, 1
+    assert np.allclose(edges, [-2, -1, 0, 1])
     again = figures.score_histogram(None, threshold=1.0, binned=(counts, edges, zeros))
     assert list(again.data[0].y) == [1, 0, 2] and np.allclose(again.data[0].x, [-1.5, -0.5, 0.5])
     assert "2 exact zeros" in fig.layout.xaxis.title.text

@@ -79,7 +79,7 @@ if "target" in options:
 
 if analysis.needs_pick(s):
     st.info("No sample picked yet: **pick samples** below (click or box-select squares, or type indices).")
-    cfg, data_cfg = None, analysis.picker_config(s)
+    cfg, data_cfg = None, analysis.picker_config(s, cache.prepared)
 else:
     cfg = data_cfg = state.checked_config(strategies=False)
 if cfg is not None:

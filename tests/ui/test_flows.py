@@ -201,3 +201,15 @@ def test_a_budget_change_on_the_curvature_page_does_not_rank_again(monkeypatch):
     assert_clean(at)
     charts = [c.proto.id for c in at.get("plotly_chart")]
     assert sum("heat" in c for c in charts) == 1  # one layer's heatmap, chosen in a selectbox
+
+
+def test_the_indices_scenario_with_data_that_cannot_load_is_a_message_not_a_traceback():
+    from ui import cache
+
+    at = app("pages/1_Forget_set.py", scenario="indices", dataset="mnist")  # no MNIST files here
+    assert not at.exception
+    assert any("pick samples" in i.value for i in at.info)
+    settings = at.session_state["settings"]
+    assert analysis.picker_config(settings, cache.prepared) is None
+    cfg = analysis.picker_config({**settings, "dataset": "digits"}, cache.prepared)
+    assert cfg["dataset"] == "digits" and cfg["strategies"] == []

@@ -3,7 +3,7 @@ current scenario's damage as an `indices` corruption."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 
@@ -64,14 +64,22 @@ def needs_pick(settings: dict) -> bool:
     return settings["scenario"] == "indices" and not settings["indices"]
 
 
-def picker_config(settings: dict) -> dict:
+def picker_config(settings: dict, prepare: Callable[[dict], Any]) -> dict | None:
     """A normalized config that loads the same training data as `settings` (for the picker when no
-    sample is picked yet: a one-sample random forget set stands in for the empty pick)."""
+    sample is picked yet: a one-sample random forget set stands in for the empty pick), checked
+    by `prepare(cfg)` (ui.cache.prepared); None when the data cannot be loaded (the other pages
+    name the problem)."""
     from core import config as core_config
+    from core.errors import SapsError
     from ui.state import build_config
 
     stand_in = {**settings, "scenario": "random_samples", "size": 1}
-    return core_config.normalize(build_config(stand_in, strategies=False))
+    try:
+        cfg = core_config.normalize(build_config(stand_in, strategies=False))
+        prepare(cfg)
+    except SapsError:
+        return None
+    return cfg
 
 
 def gallery(forget_set: Any, n: int) -> tuple[tuple, tuple | None]:

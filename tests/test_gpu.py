@@ -36,24 +36,30 @@ def test_training_on_cuda_matches_cpu(digits):
         assert _rel(q.detach().cpu(), p.detach()) < 1e-3
 
 
-@pytest.mark.parametrize("method", ["exact", "ggn", "empirical_fisher"])
+# every estimator whose random draws (if any) do not depend on the device's floating point
+@pytest.mark.parametrize("method", ["exact", "ggn", "ggn_mc", "empirical_fisher", "exact@128"])
 def test_curvature_on_cuda_matches_cpu(trained, method):
     model, fs = trained
     x, y = fs.x_train[:512], fs.y_train[:512]
-    cpu = curvature.hessian_diagonal(model, x, y, method)
-    gpu = curvature.hessian_diagonal(copy.deepcopy(model).cuda(), x, y, method)
+    method, _, samples = method.partition("@")
+    options = {"subsample": int(samples)} if samples else {}
+    cpu = curvature.hessian_diagonal(model, x, y, method, **options)
+    gpu = curvature.hessian_diagonal(copy.deepcopy(model).cuda(), x, y, method, **options)
     for name in cpu:
         assert gpu[name].device.type == "cpu" and gpu[name].dtype == torch.float32
         assert _rel(gpu[name], cpu[name]) < 1e-4, name
 
 
-@pytest.mark.parametrize("method", ["first_order", "second_order", "finetune"])
+@pytest.mark.parametrize("method", [n for n, m in unlearning.METHODS.items() if m.uses_mask])
 def test_unlearning_on_cuda_matches_cpu(trained, method):
     model, fs = trained
     scores = curvature.hessian_diagonal(model, fs.x_train, fs.y_train, "exact")
     mask = selection.build_mask("saps", model, fraction=0.05, scores=scores)
-    cpu, _ = unlearning.unlearn(model, mask, fs, method, seed=0, lr=0.01, steps=5)
-    gpu, _ = unlearning.unlearn(copy.deepcopy(model).cuda(), mask, fs, method, seed=0, lr=0.01, steps=5)
+    # warnecke_iterative steps along the SUMMED gradient G of the samples still wrong: τ = 0.01
+    # diverges there on CPU and GPU alike (a NumericalError says so)
+    lr = 1e-4 if method == "warnecke_iterative" else 0.01
+    cpu, _ = unlearning.unlearn(model, mask, fs, method, seed=0, lr=lr, steps=5)
+    gpu, _ = unlearning.unlearn(copy.deepcopy(model).cuda(), mask, fs, method, seed=0, lr=lr, steps=5)
     for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
         assert q.is_cuda
         assert _rel(q.detach().cpu(), p.detach()) < 1e-3, name

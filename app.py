@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
+import torch
 
 from ui import analysis, cache, choices, figures, jobs, state
 from ui.analysis.series import same_models
 
 s = state.init("Home")
+# the first torch optimizer imports torch's compiler stack (~1 s): once, while the reader reads
+warm = threading.Thread(target=torch.optim.Adam, args=([torch.zeros(1, requires_grad=True)],), daemon=True)
+cache.shared("warm:optimizer", warm.start)
 
 st.title("SAPS workbench: machine unlearning by sharpness-aware parameter selection")
 st.markdown(
@@ -19,16 +25,13 @@ st.markdown(
 st.plotly_chart(figures.pipeline(), width="stretch", config={"displayModeBar": False}, key="pipeline")
 
 
-def step(n: int, title: str, page: str | None, text: str, formula: str | None, docs: str) -> None:
-    """One numbered step: two sentences, its formula (shown once on this page), the page with the
-    figure and the method reference's section (docs/method.md, shown here)."""
+def step(n: int, title: str, page: str, text: str, formula: str, docs: str) -> None:
+    """One numbered step: two sentences, its formula (once), its page, its docs/method.md section."""
     with st.expander(f"**{n} · {title}**", expanded=False):
         st.markdown(text)
-        if formula:
-            st.latex(formula)
+        st.latex(formula)
         c1, c2 = st.columns(2)
-        if page:
-            c1.page_link(page, label=f"Open the figure: {title}", icon=":material/arrow_forward:")
+        c1.page_link(page, label=f"Open the figure: {title}", icon=":material/arrow_forward:")
         with c2.popover("Method reference (docs/method.md)", icon=":material/menu_book:"):
             st.markdown(choices.method_section(docs))
 

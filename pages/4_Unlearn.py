@@ -92,7 +92,7 @@ if result:
     for note in tables.warnings(result):
         st.warning(note, icon="⚠️")
     if rows:
-        st.dataframe(analysis.unlearn_table(result), width="stretch", hide_index=True)
+        st.dataframe(analysis.display_rows(analysis.unlearn_table(result)), width="stretch", hide_index=True)
 
     # predictions on triggered images, before and after, for one strategy
     rcfg = core_config.normalize(result["config"])

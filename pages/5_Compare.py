@@ -84,12 +84,12 @@ if result:
             )
             st.plotly_chart(figs["forget_quality"], width="stretch", key="forget_quality")
 
+    figs["restored"] = figures.restored_bars(strategies)
     figs["function"] = figures.function_distance(models)
-    st.plotly_chart(figs["function"], width="stretch", key="function")
-    st.caption(
-        "What the models predict, not their weights (two separate trainings lie far apart in weight "
-        "space whatever they compute). Layer by layer: page 6 · Where."
-    )
+    c7, c8 = st.columns(2)
+    c7.plotly_chart(figs["restored"], width="stretch", key="restored")
+    c8.plotly_chart(figs["function"], width="stretch", key="function")
+    c8.caption("What the models predict, not their weights. Layer by layer: page 6 · Where.")
     st.subheader("Versus budget")
     points = analysis.budget_points(result, store.list_runs(kind="run", limit=200))
     keys = [
@@ -114,7 +114,7 @@ if result:
 
     st.subheader("Table")
     rows = analysis.table(result)
-    st.dataframe(rows, width="stretch", hide_index=True)
+    st.dataframe(analysis.display_rows(rows), width="stretch", hide_index=True)
     for col, button in zip(st.columns(3), tables.downloads(result, rows, figs)):
         col.download_button(**button)
 else:

@@ -259,7 +259,8 @@ def test_when_every_strategy_keeps_the_backdoor_the_page_says_why():
     assert why is not None and "above 73%" in why and "First order" in why
     assert "the scenario's default method (Masked fine-tuning)" in why
     default = [{**r, "method": "masked_finetune"} for r in result["strategies"]]
-    assert "more steps or a larger budget" in tables.backdoor_kept({**result, "strategies": default})
+    kept = tables.backdoor_kept({**result, "strategies": default})
+    assert "more steps or a larger budget." in kept and "(Masked fine-tuning)" not in kept
     assert "no step size passed the validation guard" in why and "5 step(s), τ = 0.00333)" in why
     for page in ("pages/4_Unlearn.py", "pages/5_Compare.py"):
         at = app(page, run=str(run_id))

@@ -345,13 +345,13 @@ def test_compare_shows_full_costs_relearning_privacy_and_honesty_notes():
     at = app("pages/5_Compare.py", run=str(run_id))
     assert_clean(at)
     charts = {c.proto.id for c in at.get("plotly_chart")}
-    for key in ("tradeoff", "privacy", "seconds", "amortized", "relearn"):
+    for key in ("tradeoff", "privacy", "seconds", "amortized", "relearn", "restored", "function"):
         assert any(key in c for c in charts), key
     # the row whose method changed nothing carries a visible note, in a warning and in the table
     flagged = result["strategies"][1]["label"]
     assert any(flagged in w.value and "θ* unchanged" in w.value for w in at.warning)
     notes = dict(zip(at.dataframe[0].value["model"], at.dataframe[0].value["note"]))
-    assert "guard: unchanged" in notes[flagged] and notes[result["strategies"][0]["label"]] == ""
+    assert "guard: unchanged" in notes[flagged] and notes[result["strategies"][0]["label"]] == "–"
     captions = " ".join(c.value for c in at.caption)
     assert "Poison fit AUC" in captions and "lower = forgotten, retrained ≈ 0" in captions
     assert "members" in captions and "test images" in captions

@@ -27,6 +27,7 @@ from ui.analysis.series import (
     RETRAINED,
     budget_points,
     cost_series,
+    display_rows,
     forget_key,
     forget_quality_series,
     model_series,
@@ -57,6 +58,7 @@ from ui.analysis.where import (
 )
 
 __all__ = [
+    "display_rows",
     "ORIGINAL",
     "RETRAINED",
     "ROW_COLUMNS",

@@ -189,13 +189,13 @@ def backdoor_kept(result: dict) -> str | None:
     hint = (
         "more steps or a larger budget"
         if method == default
-        else "more steps, or the scenario's default method"
+        else f"more steps, or the scenario's default method ({choices.methods().get(default, default)})"
     )
     return (
         f"Every strategy leaves the backdoor in place with {rows[0].get('method_label') or method}: "
         f"attack success stays above {bar:.0%} (θ* {o['asr']:.0%}, retrained {floor:.0%}).  \n"
         + "  \n".join(why)
-        + f"  \nTry {hint} ({choices.methods().get(default, default)})."
+        + f"  \nTry {hint}."
     )
 
 

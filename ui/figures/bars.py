@@ -135,6 +135,10 @@ def restored_bars(series: Sequence[Series], *, n_test: int | None = None) -> go.
     (`restored_pct`; `n_test`: the test images behind the gap, `restored_n_test`); a backdoor:
     the share of the attack success removed, 100·(ASR θ* − ASR)/(ASR θ* − ASR retrained)
     (`backdoor_removal`). Strategies without the value are left out."""
+    if n_test is None:  # the gap is the same for every strategy of a run: read it off a row
+        n_test = next(
+            (s["metrics"].get("restored_n_test") for s in series if s["metrics"].get("restored_n_test")), None
+        )
     pct = [{**s, "value": s["metrics"].get("restored_pct")} for s in series]
     if any(s["value"] is not None for s in pct):
         gap = f" of a {n_test:,}-image gap" if n_test else ""

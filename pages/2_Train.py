@@ -32,13 +32,13 @@ if cfg is not None:
     trained = cache.has_model(cfg, "original", store) and cache.has_model(cfg, "retrained", store)
     with c3:
         st.write("")
+        guard = jobs.guard("Train θ* on D_r ∪ D_f and the reference on D_r ∪ D̃_f in the background.")
+        label = "Train both models" if not trained else "Already trained (cached)"
         go = st.button(
-            "Train both models" if not trained else "Already trained (cached)",
-            type="primary",
-            disabled=trained or jobs.running(),
-            key="train",
-            help="Train θ* on D_r ∪ D_f and the reference on D_r ∪ D̃_f in the background.",
+            label, type="primary", key="train", **{**guard, "disabled": trained or guard["disabled"]}
         )
+        if not trained:
+            jobs.show_estimate(cache.estimate_config(state.config(strategies=False), store, "train"))
     if go:
         jobs.start("train", cache.train_job(cfg, str(store.root)))
     if jobs.follow("train") is not None:

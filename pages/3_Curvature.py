@@ -40,8 +40,14 @@ if cfg is not None:
         st.page_link("pages/2_Train.py", label="Go to 2 · Train", icon=":material/model_training:")
     else:
         scores = cache.cached_curvature(cfg, store)
-        if scores is None and not jobs.running("curvature") and not jobs.error("curvature"):
-            jobs.start("curvature", cache.curvature_job(cfg, str(store.root)))
+        if scores is None and not jobs.running("curvature"):
+            jobs.show_estimate(cache.estimate_config(state.config(strategies=False), store, "curvature"))
+            help_retry = "The last computation was cancelled or failed: start it again."
+            retry = jobs.error("curvature") and st.button(
+                "Compute diag H again", key="curv_retry", help=help_retry
+            )
+            if not jobs.error("curvature") or retry:  # starts by itself, and after Cancel on request
+                jobs.start("curvature", cache.curvature_job(cfg, str(store.root)))
         if jobs.follow("curvature") is not None:
             st.rerun()
 

@@ -410,3 +410,26 @@ def test_every_page_renders_with_the_shared_menu(page):
     assert_clean(at)
     assert at.main.caption[-1].value == state.PAGE_END
     assert len(at.sidebar.get("page_link")) == len(state.PAGES)
+
+
+def test_curvature_after_cancel_offers_a_restart_and_an_estimate():
+    """After Cancel the curvature does not restart by itself; a button starts it again."""
+    train_tiny(dict(state.DEFAULTS, epochs=3))
+    from streamlit.testing.v1 import AppTest
+
+    from tests.ui.conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(TINY)
+    at.run()
+    at.session_state["failed"] = {"curvature": "Cancelled: by the user"}
+    at.switch_page("pages/3_Curvature.py")
+    at.query_params.update(TINY)
+    at.run()
+    assert not at.exception
+    running = at.session_state["jobs"] if "jobs" in at.session_state else {}
+    assert len(at.metric) == 0 and not any(j.thread.is_alive() for j in running.values())
+    assert any("on this machine" in c.value for c in at.caption)
+    at.button(key="curv_retry").click().run()
+    wait_job(at, lambda a: len(a.metric) == 1)
+    assert_clean(at)

@@ -163,6 +163,8 @@ def apply_strategy(
     }
     if "curve" in log:
         row["curve"], row["curve_seconds"] = log["curve"], log["curve_seconds"]
+        # {set: [points used, points in the set]}: a curve on a subsample says so
+        row["curve_sizes"] = {k: list(v) for k, v in getattr(monitor, "sizes", {}).items()}
     return model, row
 
 

@@ -113,6 +113,8 @@ def test_rows_carry_labels_full_costs_and_dead_picks(tmp_path, monkeypatch):
         assert curve["test_acc"][0] == pytest.approx(result["original"]["test_acc"])
         for k in ("test_acc", "forget_acc", "asr"):
             assert curve[k][-1] == pytest.approx(row["metrics"][k])
+        n_test = len(experiment.prepare(result["config"]).dataset.y_test)
+        assert row["curve_sizes"]["test_acc"] == [n_test, n_test]  # whole sets: says so on the row
     assert stages == sorted(stages) and stages[-1] == 1.0
     # cached curvature: still charged at its measured seconds
     again = experiment.run(fast_config(strategies=strategies[:1]), store=store)

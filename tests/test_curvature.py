@@ -403,3 +403,22 @@ def test_the_run_passes_curvature_samples_and_keys_the_cache_by_it(tmp_path):
     full = config.normalize({"train_size": 300, "test_size": 100})
     assert artifacts.curvature_key(full) != artifacts.curvature_key(cfg)
     assert not artifacts.curvature_scores(full, prepared, model, store)[2]
+
+
+@pytest.mark.parametrize("size, k", [(4, 10), (9, 2)])  # L = 16 ≤ 2K−1: Gram form; L = 81: direct
+def test_conv_rule_matches_per_sample_gradient_loop(size, k):
+    from core.curvature.factors import FACTOR_RULES
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
+    x = torch.randn(4, 3, size * 2, size * 2, dtype=torch.double)
+    g = torch.randn(k, 4, *conv(x).shape[1:], dtype=torch.double)  # K×N×O×H×W output gradients
+    got = FACTOR_RULES[nn.Conv2d](conv, x, g)
+    want = {"weight": torch.zeros_like(conv.weight), "bias": torch.zeros_like(conv.bias)}
+    for kk in range(k):
+        for n in range(4):
+            grads = torch.autograd.grad((conv(x[n : n + 1]) * g[kk, n]).sum(), [conv.weight, conv.bias])
+            want["weight"] += grads[0].square()
+            want["bias"] += grads[1].square()
+    for name in want:
+        assert torch.allclose(got[name], want[name], rtol=1e-10), name

@@ -76,18 +76,54 @@ def _linear_rule(module: nn.Linear, x: Tensor, g: Tensor) -> Scores:
     return out
 
 
-def _conv2d_rule(module: nn.Conv2d, x: Tensor, g: Tensor) -> Scores:
-    """Per-sample weight gradient J = g_kn (O×L) @ unfold(x_n)ᵀ (L×I·kh·kw); diag = Σ_kn J²."""
-    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
-        raise Unsupported(f"Conv2d with groups/padding={module.padding!r}")
-    k, n = g.shape[:2]
-    g = g.flatten(3)  # K×N×O×L
-    u = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N×I'×L
-    weight = torch.zeros(g.shape[2], u.shape[1], dtype=g.dtype, device=g.device)
-    step = max(1, (1 << 24) // max(1, k * g.shape[2] * u.shape[1]))  # ≤ 64 MB of factors
+def _conv2d_direct(g: Tensor, u: Tensor) -> Tensor:
+    """Σ_kn (g_kn u_nᵀ)² for g: K×N×O×L, u: N×I×L, materializing per-sample gradients in chunks.
+
+    Cost K·N·O·I·L multiply-adds; each chunk's K·n×O×I products are squared in place.
+    """
+    k, n, o, positions = g.shape
+    weight = torch.zeros(o, u.shape[1], dtype=g.dtype, device=g.device)
+    g = g.transpose(0, 1).reshape(n, k * o, positions)  # N×(K·O)×L: one batched matmul per chunk
+    step = max(1, (1 << 24) // max(1, k * o * u.shape[1]))  # ≤ 64 MB of float32 factors
     for start in range(0, n, step):  # bounded memory: chunks of samples, not single samples
         sl = slice(start, start + step)
-        weight += torch.einsum("knol,nil->knoi", g[:, sl], u[sl]).square().sum((0, 1))
+        per_sample = torch.bmm(g[sl], u[sl].transpose(1, 2))  # n×(K·O)×I
+        weight += per_sample.square_().view(-1, o, u.shape[1]).sum(0)
+    return weight
+
+
+def _conv2d_gram(g: Tensor, u: Tensor) -> Tensor:
+    """Same sum through position Gram matrices, for few positions L (L(L+1)/2 ≤ K·L).
+
+    Σ_k (Σ_l g_kol u_il)² = Σ_{l≤m} w_lm A_olm B_ilm with A_olm = Σ_k g_kol g_kom, B_ilm = u_il u_im,
+    w = 1 on the diagonal and 2 above it: one O×(N·T)×I matmul, T = L(L+1)/2, no K·N·O·I tensor.
+    """
+    k, n, o, positions = g.shape
+    rows, cols = torch.triu_indices(positions, positions, device=g.device)
+    w = torch.where(rows == cols, 1.0, 2.0).to(g.dtype)
+    weight = torch.zeros(o, u.shape[1], dtype=g.dtype, device=g.device)
+    step = max(1, (1 << 24) // max(1, (o + u.shape[1]) * len(rows)))
+    for start in range(0, n, step):
+        sl = slice(start, start + step)
+        gn = g[:, sl].permute(1, 2, 3, 0)  # n×O×L×K
+        a = torch.matmul(gn, gn.transpose(2, 3))[..., rows, cols] * w  # n×O×T
+        b = u[sl][..., rows] * u[sl][..., cols]  # n×I×T
+        weight += a.permute(1, 0, 2).reshape(o, -1) @ b.permute(1, 0, 2).reshape(u.shape[1], -1).T
+    return weight
+
+
+def _conv2d_rule(module: nn.Conv2d, x: Tensor, g: Tensor) -> Scores:
+    """Per-sample weight gradient J = g_kn (O×L) @ unfold(x_n)ᵀ (L×I·kh·kw); diag = Σ_kn J².
+
+    The per-sample gradient sums over positions l before squaring; the cheaper of the direct
+    product (K·L per entry) and the Gram form (L(L+1)/2 per entry) is used.
+    """
+    if module.groups != 1 or isinstance(module.padding, str) or module.padding_mode != "zeros":
+        raise Unsupported(f"Conv2d with groups/padding={module.padding!r}")
+    g = g.flatten(3)  # K×N×O×L
+    u = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # N×I'×L
+    k, positions = g.shape[0], g.shape[3]
+    weight = _conv2d_gram(g, u) if positions + 1 <= 2 * k else _conv2d_direct(g, u)
     out = {"weight": weight.reshape(module.weight.shape)}
     if module.bias is not None:
         out["bias"] = g.sum(3).square().sum((0, 1))

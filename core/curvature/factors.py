@@ -1,5 +1,6 @@
 """Per-layer factor path (BackPACK-style): Σ_n Σ_k (J_nᵀ v_nk)² for logit-space columns v_nk,
-one forward and one backward pass per chunk, squared per-sample factors combined with einsum."""
+one forward and K backward passes per chunk, per-sample factors squared after summing over
+positions (conv layers: batched matmul, or position Gram matrices when positions are few)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from core.curvature.common import (
     report,
 )
 from core.functional import trainable
+
+CPU_CHUNK_MB = 8  # one copy of a chunk's activations on CPU (measured: cnn 512 rows 0.66 s, 42 rows 0.45 s)
 
 
 def logit_columns(logits: Tensor, targets: Tensor, kind: Any, generator: torch.Generator) -> Tensor:
@@ -170,11 +173,29 @@ def factor_modules(model: nn.Module) -> dict[str, nn.Module]:
     return owners
 
 
+def column_grads(logits: Tensor, outputs: list[Tensor], columns: Tensor) -> list[Tensor | None]:
+    """K×(layer output shape) gradients of ⟨logits, v_k⟩ for each recorded output, v_k = columns[k].
+
+    A loop of K backward passes over one retained graph, written into preallocated K×… tensors:
+    faster on CPU than `is_grads_batched` (vmap falls back to a loop with copies for max-pool).
+    """
+    k = len(columns)
+    grads: list[Tensor | None] = []
+    for i in range(k):
+        step = torch.autograd.grad(logits, outputs, columns[i], retain_graph=i + 1 < k, allow_unused=True)
+        if i == 0:
+            grads = [None if g is None else g.new_empty((k, *g.shape)) for g in step]
+        for out, g in zip(grads, step):
+            if out is not None:
+                out[i] = g
+    return grads
+
+
 def factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_mb) -> Scores:
     """Σ_n Σ_k (J_nᵀ v_nk)² / N via hooks on Linear/Conv2d/BatchNorm (see module doc).
 
-    One forward pass per chunk records each layer's input and output; one backward pass,
-    vmapped over the K columns (`is_grads_batched`), gives K×N×output gradients per layer.
+    One forward pass per chunk records each layer's input and output; K backward passes
+    through the same graph (one per column) give K×N×output gradients per layer.
     """
     owners = factor_modules(model)
     names = {id(m): prefix for prefix, m in owners.items()}
@@ -183,6 +204,8 @@ def factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_
     k = n_columns(kind, n_classes)
     if batch_size is None:  # K gradients per recorded activation live at once
         batch_size = activation_rows(model, inputs, k + 1, memory_mb)
+        if device.type == "cpu":  # the K backward passes re-read one chunk's graph: keep it small
+            batch_size = min(batch_size, max(4, activation_rows(model, inputs, 1, CPU_CHUNK_MB)))
     generator = torch.Generator().manual_seed(seed)
     sums = {n: torch.zeros_like(p) for n, p in trainable(model)}
     records: list[tuple[nn.Module, Tensor, Tensor]] = []
@@ -200,9 +223,7 @@ def factor_sum(model, inputs, targets, kind, batch_size, seed, progress, memory_
                 logits = model(x)
             columns = logit_columns(logits, y, kind, generator)  # K×N×C
             outputs = [output for _, _, output in records]
-            grads = torch.autograd.grad(
-                logits, outputs, grad_outputs=columns, is_grads_batched=True, allow_unused=True
-            )
+            grads = column_grads(logits, outputs, columns)
             with torch.no_grad():
                 for (module, layer_input, _), g in zip(records, grads):
                     if g is None:  # layer does not reach the logits

@@ -120,13 +120,14 @@ def curvature_scores(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Scores, float, bool]:
     """diag H at θ* (config "curvature": estimator, data and, when given, `samples`: the mean
-    over a subsample of that many samples drawn with the run's seed), from the store when cached.
+    over a subsample of that many samples drawn with the run's seed, and the estimator's own
+    options such as `mc_samples`), from the store when cached.
 
     The one curvature path of the engine, the CLI and the dashboard. Returns (scores {name:
     float32 CPU tensor of the parameter's shape}, seconds it took to compute them, cached).
     `progress(done_samples, total_samples)` after every chunk (an exception raised there, e.g. a
     cancelled job, stops the computation and nothing is stored)."""
-    from core.curvature import hessian_diagonal
+    from core.curvature import ESTIMATORS, hessian_diagonal
 
     name = curvature_key(cfg)
     found = store.load_artifact(name) if store is not None else None
@@ -143,6 +144,7 @@ def curvature_scores(
     if len(y) == 0:
         raise ConfigError("curvature.data", f"{cv['data']!r} is empty for this scenario; use 'full'")
     options = {"probes": cv["probes"]} if cv["method"] == "hutchinson" else {}
+    options.update({k: cv[k] for k in ESTIMATORS[cv["method"]].options if k in cv})  # e.g. mc_samples
     start = time.perf_counter()
     scores = hessian_diagonal(
         original,

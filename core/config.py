@@ -247,8 +247,18 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
         raise ConfigError("train.weight_decay", f"must be a number ≥ 0, got {tr['weight_decay']!r}")
     out["train"] = tr
 
-    cv = _merge_section(cfg, "curvature", set(DEFAULTS["curvature"]) | set(CURVATURE_OPTIONAL))
-    _choice(cv["method"], tuple(_registry("estimators")), "curvature.method")
+    estimators = _registry("estimators")
+    given = _dict(cfg.get("curvature", {}), "curvature")
+    entry = estimators[
+        _choice(given.get("method", DEFAULTS["curvature"]["method"]), tuple(estimators), "curvature.method")
+    ]
+    own = set(entry.options)  # the estimator's own `curvature.<option>` keys
+    cv = _merge_section(cfg, "curvature", set(DEFAULTS["curvature"]) | set(CURVATURE_OPTIONAL) | own)
+    for key in sorted(own):  # like `samples`: absent unless set, so existing cache keys stay the same
+        if cv.get(key) is None:
+            cv.pop(key, None)
+        elif _is_int(entry.options[key]):
+            cv[key] = _pos_int(cv[key], f"curvature.{key}", maximum=100_000)
     _choice(cv["data"], CURVATURE_DATA, "curvature.data")
     if cv["data"] == "corrected" and _registry("scenarios")[sc["kind"]].is_removal(_params(sc)):
         raise ConfigError(

@@ -422,3 +422,33 @@ def test_conv_rule_matches_per_sample_gradient_loop(size, k):
             want["bias"] += grads[1].square()
     for name in want:
         assert torch.allclose(got[name], want[name], rtol=1e-10), name
+
+
+def test_estimator_options_are_config_keys_that_reach_the_estimator(tmp_path):
+    from core import artifacts, config
+
+    base = {"train_size": 300, "test_size": 100}
+    plain = config.normalize({**base, "curvature": {"method": "ggn_mc"}})
+    assert set(plain["curvature"]) == {"method", "data", "batch_size", "probes"}  # no defaults added
+    assert set(config.normalize(base)["curvature"]) == {"method", "data", "batch_size", "probes"}
+    cfg = config.normalize({**base, "curvature": {"method": "ggn_mc", "mc_samples": 4}})
+    assert cfg["curvature"]["mc_samples"] == 4
+    assert artifacts.curvature_key(cfg) != artifacts.curvature_key(plain)
+    for bad in (
+        {"mc_samples": 4},
+        {"method": "ggn_mc", "mc_samples": 0},
+        {"method": "hutchinson", "mc_samples": 2},
+    ):
+        with pytest.raises(ConfigError, match="curvature.mc_samples"):
+            config.normalize({**base, "curvature": bad})
+    prepared = artifacts.prepare(cfg)
+    model = models.build(cfg["model"], prepared.dataset, seed=0).eval()
+    scores, _, _ = artifacts.curvature_scores(cfg, prepared, model)
+    fs = prepared.forget_set
+    by_hand = curvature.hessian_diagonal(
+        model, fs.x_train, fs.y_train, "ggn_mc", mc_samples=4, seed=cfg["seed"], batch_size=256
+    )
+    one = curvature.hessian_diagonal(
+        model, fs.x_train, fs.y_train, "ggn_mc", seed=cfg["seed"], batch_size=256
+    )
+    assert rel_err(scores, by_hand) <= 1e-6 and rel_err(scores, one) > 1e-3

@@ -56,7 +56,7 @@ of activations), so peak memory does not grow with N. Runs where the model's par
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -293,12 +293,16 @@ def _hutchinson_only(model, inputs, targets, *, batch_size, seed, progress, **op
 @dataclass(frozen=True)
 class Estimator:
     """A registry entry: `fn(model, inputs, targets, *, batch_size, seed, progress, **options)`
-    returns the diagonal (any dtype, on the model's device) for `hessian_diagonal` to finish."""
+    returns the diagonal (any dtype, on the model's device) for `hessian_diagonal` to finish.
+
+    `options`: the extra keyword options a config may set as `curvature.<option>`, with the
+    defaults `fn` uses when they are absent (config validation accepts exactly these keys)."""
 
     name: str
     label: str
     description: str
     fn: Callable[..., Scores]
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 ESTIMATORS: dict[str, Estimator] = {
@@ -318,6 +322,7 @@ ESTIMATORS: dict[str, Estimator] = {
             "Monte-Carlo GGN",
             "k of the C output columns of the GGN per sample, scaled by C/k (unbiased; mc_samples = k)",
             _ggn_mc,
+            {"mc_samples": 1},
         ),
         Estimator(
             "empirical_fisher", "Empirical Fisher", "mean of squared per-sample gradients", _empirical_fisher

@@ -34,9 +34,10 @@ Methods (registry `ESTIMATORS`):
 
 How the sums are computed (no Python loop over samples or parameters): every method except
 hutchinson/HVP is Σ_n Σ_k (J_nᵀ v_nk)² for some vectors v_nk in logit space (columns of S_n,
-or ∂ℓ/∂f = p_n − e_y). One forward pass, one backward pass vmapped over the K columns, and
-hooks on Linear/Conv2d/BatchNorm modules square the per-sample, per-column gradient
-factors with einsum (BackPACK-style: Linear 'kno,ni->oi' on squares; Conv2d via unfold).
+or ∂ℓ/∂f = p_n − e_y). One forward pass and K backward passes (one per column) per chunk,
+and hooks on Linear/Conv2d/BatchNorm modules square the per-sample, per-column gradient
+factors (BackPACK-style: Linear 'kno,ni->oi' on squares; Conv2d via unfold, summed over
+positions before squaring, through position Gram matrices when positions are few).
 Models with other parameterized modules use a torch.func fallback (vmap over samples of vjp).
 
 Piecewise-linearity assumption: activations called functionally inside `forward`
@@ -49,7 +50,8 @@ Subsampling (`subsample` = the config's `curvature.samples`): the estimate on a 
 ≥ N) uses every sample.
 
 Data is processed in chunks of `batch_size` samples (auto: from `memory_mb`, default 1024 MB
-of activations), so peak memory does not grow with N. Runs where the model's parameters are
+of activations; on CPU the factor path also keeps one copy of a chunk's activations near
+8 MB, which is faster), so peak memory does not grow with N. Runs where the model's parameters are
 (CPU or CUDA). `progress(done_samples, total_samples)` is called after every chunk.
 """
 

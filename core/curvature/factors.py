@@ -176,9 +176,16 @@ def factor_modules(model: nn.Module) -> dict[str, nn.Module]:
 def column_grads(logits: Tensor, outputs: list[Tensor], columns: Tensor) -> list[Tensor | None]:
     """K×(layer output shape) gradients of ⟨logits, v_k⟩ for each recorded output, v_k = columns[k].
 
-    A loop of K backward passes over one retained graph, written into preallocated K×… tensors:
-    faster on CPU than `is_grads_batched` (vmap falls back to a loop with copies for max-pool).
+    On CPU a loop of K backward passes over one retained graph, written into preallocated K×…
+    tensors: faster there than `is_grads_batched` (vmap falls back to a loop with copies for
+    max-pool). Elsewhere one batched backward (`is_grads_batched`).
     """
+    if logits.device.type != "cpu":  # on a GPU one batched (vmapped) backward is the faster one
+        return list(
+            torch.autograd.grad(
+                logits, outputs, grad_outputs=columns, is_grads_batched=True, allow_unused=True
+            )
+        )
     k = len(columns)
     grads: list[Tensor | None] = []
     for i in range(k):

@@ -126,6 +126,8 @@ COST_KEYS = ("seconds_select", "seconds_select_parts", "seconds_update", "second
 
 LOG_FLAGS = (
     "guard_failed",
+    "stopped_by",
+    "rewinds",
     "changed",
     "note",
     "solver",

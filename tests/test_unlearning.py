@@ -295,7 +295,15 @@ def _pinned_case():
 
 @pytest.mark.parametrize(
     ("hparams", "logits_sum", "steps"),
-    [({}, 34.54970155656338, 10), ({"lr": 0.01, "steps": 6}, 17.247661031782627, 6)],
+    # the former options spelled out (the defaults changed: a fresh retain batch each step, a
+    # forget batch of 64, the step size relative to the selected weights)
+    [
+        (
+            {"lr": 0.01, "steps": 6, "retain_fixed": True, "retain_batch": 128, "forget_batch": 10**6},
+            17.247661031782627,
+            6,
+        )
+    ],
 )
 def test_masked_finetune_reproduces_the_former_default(hparams, logits_sum, steps):
     fs, model, mask, x_test = _pinned_case()
@@ -384,7 +392,7 @@ def test_a_one_shot_step_that_fails_the_guard_leaves_theta_star_bit_identical(mo
 
 def test_a_trajectory_that_never_passes_the_guard_leaves_theta_star_bit_identical(monkeypatch):
     fs, model = _fitted()
-    monkeypatch.setitem(unlearning.stepsize.AUTO_START, "adam", 1e3)  # every step size diverges or wrecks
+    monkeypatch.setattr(unlearning.stepsize, "AUTO_STEP", 1e4)  # every step size diverges or wrecks
     new, log = unlearning.unlearn(model, full_mask(model), fs, "neggrad", steps=4, val_tolerance=0.0)
     assert log["rewinds"] == unlearning.stepsize.MAX_REWINDS and log["steps"] == 0
     assert log["guard_failed"] and not log["changed"] and "validation" in log["note"]

@@ -121,11 +121,19 @@ def default_method(scenario: dict[str, Any]) -> str:
     return SCENARIOS[scenario["kind"]].default_method(scenario)
 
 
-def step_counts() -> dict[str, int]:
-    """Label -> default step count of every method that takes a "steps" option."""
+def step_counts() -> dict[str, int | str]:
+    """Label -> default step count of every method that takes a "steps" option ("auto" spelled
+    out: so many passes over the forget samples)."""
     from core.unlearning import METHODS
 
-    return {m.label: m.defaults["steps"] for m in METHODS.values() if m.uses_mask and "steps" in m.defaults}
+    def count(d: dict) -> int | str:
+        return (
+            f"auto ({d['forget_epochs']} passes over the forget samples)"
+            if d["steps"] == "auto"
+            else d["steps"]
+        )
+
+    return {m.label: count(m.defaults) for m in METHODS.values() if m.uses_mask and "steps" in m.defaults}
 
 
 def unlearning_section(method: str, steps: int, scenario: dict[str, Any]) -> dict[str, Any]:

@@ -218,7 +218,8 @@ def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
         s["curv_data"] = cfg["curvature"].get("data", DEFAULTS["curv_data"])
     if "unlearning" in cfg:
         s["method"] = cfg["unlearning"].get("method", DEFAULTS["method"])
-        s["steps"] = cfg["unlearning"].get("steps", DEFAULTS["steps"]) or 0
+        steps = cfg["unlearning"].get("steps", DEFAULTS["steps"])
+        s["steps"] = steps if isinstance(steps, int) else 0  # "auto": the method's default
     names, fracs = [], []
     offered = choices.strategies()
     for st_ in cfg.get("strategies") or []:

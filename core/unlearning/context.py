@@ -87,7 +87,8 @@ def build_context(
     mask_required: bool,
 ) -> Context:
     """Copy θ* to `device`, check the mask, and split D_r into update and validation parts
-    (a seeded permutation; the validation part has max(20, val_fraction·|D_r|) samples)."""
+    (a seeded permutation; the validation part has max(20, min(val_max, val_fraction·|D_r|))
+    samples)."""
     original = copy.deepcopy(model).to(device).eval()
     theta_star = {n: p.detach().clone() for n, p in original.named_parameters()}
     mask = check_mask(original, mask, device, required=mask_required)
@@ -97,7 +98,8 @@ def build_context(
     x_c, y_c = forget_set.corrected
     x_r, y_r = forget_set.retain
     perm = torch.randperm(len(y_r), generator=torch.Generator().manual_seed(int(seed)))
-    n_val = min(len(y_r) - 1, max(20, round(hp.get("val_fraction", 0.2) * len(y_r)))) if len(y_r) > 1 else 0
+    n_val = max(20, min(hp.get("val_max", 2000), round(hp.get("val_fraction", 0.2) * len(y_r))))
+    n_val = min(len(y_r) - 1, n_val) if len(y_r) > 1 else 0
     val, upd = perm[:n_val], perm[n_val:]
     ctx.x_f, ctx.y_f, ctx.y_fix = x_f.to(device), y_f.to(device), y_fix.to(device)
     ctx.x_c, ctx.y_c = x_c.to(device), y_c.to(device)

@@ -29,17 +29,24 @@ def _choice(*allowed: Any) -> tuple[Check, str]:
 
 
 POSITIVE = (lambda v: _num(v) and v > 0), "a positive number"
+AUTO_OR_INT = (
+    (lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)),
+    "'auto' or an integer ≥ 1",
+)
 NON_NEGATIVE = (lambda v: _num(v) and v >= 0), "a finite number ≥ 0"
 # one check per option name: the same key means the same thing in every method
 CHECKS: dict[str, tuple[Check, str]] = {
     "lr": ((lambda v: v == "auto" or (_num(v) and v > 0)), "'auto' or a positive number"),
     "val_fraction": ((lambda v: _num(v) and 0 < v < 1), "a number in (0, 1)"),
     "val_tolerance": NON_NEGATIVE,
-    "check_every": _int(1),
+    "check_every": AUTO_OR_INT,
+    "val_max": _int(20),
     "device": ((lambda v: isinstance(v, str)), "a device name such as 'cpu' or 'cuda'"),
-    "steps": _int(1),
+    "steps": AUTO_OR_INT,
+    "forget_epochs": POSITIVE,
     "ascent": NON_NEGATIVE,
     "retain_batch": _int(1),
+    "forget_batch": _int(1),
     "retain_weight": NON_NEGATIVE,
     "optimizer": _choice("sgd", "adam"),
     "retain_fixed": _choice(True, False),
@@ -63,7 +70,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "train_optimizer": _choice("adam", "sgd"),
     "rho": NON_NEGATIVE,
 }
-GUARDED = {"lr": "auto", "val_fraction": 0.2, "val_tolerance": 0.01, "check_every": 5}
+GUARDED = {"lr": "auto", "val_fraction": 0.2, "val_max": 1000, "val_tolerance": 0.01, "check_every": 5}
 SOLVE = {
     "solver": "cg",
     "curvature": "ggn",
@@ -75,17 +82,21 @@ SOLVE = {
     "hessian_samples": 512,
 }
 
-# masked_finetune's defaults (masked_sam starts from the same)
+# masked_finetune's defaults (masked_sam starts from the same). `steps: "auto"` is
+# ceil(forget_epochs · |D_f ∪ D̃_f| / forget_batch): the work scales with what is forgotten, not
+# with the training set; `check_every: "auto"` checks the guard 5 times along the trajectory.
 FINETUNE = {
     **GUARDED,
-    "steps": 10,
+    "steps": "auto",
+    "forget_epochs": 8,
+    "forget_batch": 64,
     "ascent": 0.0,
-    "retain_batch": 128,
+    "retain_batch": 64,
     "retain_weight": 0.1,
     "optimizer": "adam",
-    "retain_fixed": True,
+    "retain_fixed": False,
     "wrong_only": True,
-    "check_every": 2,
+    "check_every": "auto",
 }
 
 
@@ -240,3 +251,5 @@ def check_hparams(hparams: dict, field: str = "unlearning", method: str | None =
         ok, what = CHECKS[k]
         if v is not None and not ok(v):
             raise ConfigError(f, f"must be {what}, got {v!r}")
+        if k == "steps" and v == "auto" and spec is not None and "forget_epochs" not in spec.options:
+            raise ConfigError(f, f"'auto' needs forget_epochs, which {spec.name!r} has not; give a number")

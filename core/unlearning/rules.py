@@ -6,6 +6,7 @@ G = Σ_{z̃∈D̃_f} ∇ℓ(z̃) − ascent·Σ_{z∈D_f} ∇ℓ(z) comes from c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from core.curvature import hessian_diagonal
 from core.errors import ConfigError
+from core.functional import eval_mode
 from core.training import train
 from core.unlearning.context import Context, Params, load, params_of
 from core.unlearning.newton import newton_direction
@@ -157,7 +159,17 @@ def masked_finetune(ctx: Context) -> Result:
         wrong = wrong_of(logits)
         return None if wrong is None else loss_at(logits, wrong, target)
 
-    return descend(ctx, loss_fn, ctx.hp["steps"], ctx.hp["optimizer"])
+    return descend(ctx, loss_fn, finetune_steps(ctx), ctx.hp["optimizer"])
+
+
+def finetune_steps(ctx: Context) -> int:
+    """`steps`, or with "auto" ceil(forget_epochs · |D_f ∪ D̃_f| / forget_batch): so many passes
+    over the samples to fix (at least 1 step)."""
+    if ctx.hp["steps"] != "auto":
+        return int(ctx.hp["steps"])
+    n_fix = len(ctx.y_fix) + len(ctx.y_c)
+    per_step = min(ctx.hp["forget_batch"], max(1, n_fix))
+    return max(1, math.ceil(ctx.hp["forget_epochs"] * n_fix / per_step))
 
 
 Batch = Callable[[], tuple[Tensor, Tensor | None]]
@@ -167,45 +179,56 @@ def _finetune_objective(
     ctx: Context,
 ) -> tuple[Batch, Callable[[Tensor], Tensor | None], Callable[[Tensor, Tensor, Tensor | None], Tensor]]:
     """The pieces of masked_finetune's loss, so masked_sam evaluates the very same function at a
-    second point: `batch()` -> (inputs: the D_f inputs, D̃_f and the step's retain batch; θ*'s
-    logits on that batch or None), `wrong_of(logits)` -> the samples the loss covers (None: all
-    right, stop; counts the forward pass in grad_evals), `loss_at(logits, wrong, target)`."""
+    second point: `batch()` -> (inputs: the step's forget samples — all of D_f and D̃_f, or a
+    seeded batch of `forget_batch` of them — and the step's retain batch; θ*'s logits on that
+    retain batch or None), `wrong_of(logits)` -> the samples the loss covers (None: all of the
+    step's forget samples are right, stop; counts the forward pass in grad_evals),
+    `loss_at(logits, wrong, target)`. The three refer to the latest `batch()`."""
     hp = ctx.hp
     x_fix = torch.cat([ctx.x_f, ctx.x_c])
-    y_fix = torch.cat([ctx.y_fix, ctx.y_c])
+    y_fix = torch.cat([ctx.y_fix, ctx.y_c])  # the labels the model should give
+    y_trained = torch.cat([ctx.y_f, ctx.y_c])  # D_f's labels as trained (for the ascent term)
     n_fix, n_f = len(y_fix), len(ctx.y_f)
     gen = torch.Generator().manual_seed(ctx.seed)
     anchored = bool(hp["retain_weight"]) and len(ctx.y_r) > 0
     fixed = fixed_retain(ctx, gen) if anchored and hp["retain_fixed"] else None
-    anchor = anchor_logits(ctx) if anchored and fixed is None else None
+    per_step = hp.get("forget_batch")
+    subsample = per_step is not None and per_step < n_fix
+    step = {"i": torch.arange(n_fix, device=ctx.device)}  # the forget samples of the latest batch
 
     def batch() -> tuple[Tensor, Tensor | None]:
+        if subsample:
+            step["i"] = torch.randperm(n_fix, generator=gen)[:per_step].to(ctx.device)
+        x = x_fix[step["i"]] if subsample else x_fix
         if not anchored:
-            return x_fix, None
+            return x, None
         if fixed is not None:
             idx, target = fixed
-        else:
+        else:  # a fresh batch each step, with θ*'s logits on it (one forward of the batch)
             idx = retain_batch(ctx, gen, hp["retain_batch"])
-            target = anchor[idx]
-        return torch.cat([x_fix, ctx.x_r[idx]]), target
+            with torch.no_grad(), eval_mode(ctx.original):
+                target = ctx.original(ctx.x_r[idx])
+        return torch.cat([x, ctx.x_r[idx]]), target
 
     def wrong_of(logits: Tensor) -> Tensor | None:
-        wrong = logits[:n_fix].detach().argmax(1) != y_fix
+        i = step["i"]
+        wrong = logits[: len(i)].detach().argmax(1) != y_fix[i]
         ctx.grad_evals += len(logits)
-        if not wrong.any():
-            return None
+        if not wrong.any() and not subsample:
+            return None  # every forget sample is right: nothing left to fix
         return wrong if hp["wrong_only"] else torch.ones_like(wrong)
 
     def loss_at(logits: Tensor, wrong: Tensor, target: Tensor | None) -> Tensor:
-        out_f = logits[:n_fix]
-        # a mean over all samples (right ones add little): over the wrong ones alone it grows
-        # as they get fewer and overshoots
-        loss = F.cross_entropy(out_f[wrong], y_fix[wrong], reduction="sum") / n_fix
-        w_f = wrong[:n_f]
+        i = step["i"]
+        out_f, y = logits[: len(i)], y_fix[i]
+        # a mean over all the step's samples (right ones add little): over the wrong ones alone
+        # it grows as they get fewer and overshoots
+        loss = F.cross_entropy(out_f[wrong], y[wrong], reduction="sum") / len(i)
+        w_f = wrong & (i < n_f)  # wrong D_f inputs
         if hp["ascent"] and w_f.any():
-            loss = loss - hp["ascent"] * F.cross_entropy(out_f[:n_f][w_f], ctx.y_f[w_f])
+            loss = loss - hp["ascent"] * F.cross_entropy(out_f[w_f], y_trained[i][w_f])
         if target is not None:
-            loss = loss + hp["retain_weight"] * (logits[n_fix:] - target).pow(2).sum(1).mean()
+            loss = loss + hp["retain_weight"] * (logits[len(i) :] - target).pow(2).sum(1).mean()
         return loss
 
     return batch, wrong_of, loss_at
@@ -254,7 +277,7 @@ def masked_sam(ctx: Context) -> Result:
         surrogate = sum((p * d).sum() for p, d in zip(params, g_sam) if d is not None)
         return loss.detach() + (surrogate - surrogate.detach())
 
-    new, info = descend(ctx, loss_fn, ctx.hp["steps"], ctx.hp["optimizer"])
+    new, info = descend(ctx, loss_fn, finetune_steps(ctx), ctx.hp["optimizer"])
     return new, {**info, "rho": rho}
 
 

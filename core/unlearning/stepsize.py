@@ -33,10 +33,11 @@ from core.unlearning.steps import LossFn, masked_steps, optimizer
 NEWTON_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 # τ grid for a first-order step, as fractions of ‖θ*_M‖ / ‖M ⊙ G‖ (see first_order_grid)
 FIRST_ORDER_RATIOS = (0.001, 0.003, 0.01, 0.03, 0.1)
-# first step size of a guarded multi-step trajectory, per optimizer
-AUTO_START = {"adam": 0.03, "sgd": 0.03}
+# the relative move of the selected weights per step of a guarded trajectory (see trust_lr)
+AUTO_STEP = 0.05
 AUTO_BACKOFF = 3.0  # a rewind divides the step size by this
 MAX_REWINDS = 3
+GUARD_CHECKS = 5  # checks along a trajectory with check_every="auto"
 
 
 def guard_note(ctx: Context, val0: float) -> str:
@@ -98,13 +99,34 @@ def search(
     return best[2], {**info, "lr": best[1]}
 
 
+def trust_lr(ctx: Context, optimizer_name: str) -> float:
+    """The step size of a guarded trajectory: a trust region relative to the selected weights.
+
+    Adam moves every coordinate by about lr per step, so lr = step · rms(θ*_M) moves the
+    selected weights by `step` times their root-mean-square: ‖Δθ_M‖ ≈ step · ‖θ*_M‖ per step,
+    whatever the model, the data set's size or the mask's size. SGD's step is lr·g, so there the
+    same relative move needs the gradient: lr = step · ‖θ*_M‖ / ‖M ⊙ ∇L(θ*)‖ — the caller passes
+    the scale through `sgd_grad_norm` (see descend). 0 selected weights: `step` itself."""
+    sq = sum(float((ctx.theta_star[n] * ctx.mask[n]).pow(2).sum()) for n in ctx.theta_star)
+    count = sum(int(m.sum()) for m in ctx.mask.values())
+    step = AUTO_STEP
+    return step * math.sqrt(sq / count) if count and sq > 0 else step
+
+
+def check_interval(check_every: int | str, steps: int) -> int:
+    """Steps between two guard checks: `check_every`, or with "auto" a fifth of the run."""
+    return math.ceil(steps / GUARD_CHECKS) if check_every == "auto" else int(check_every)
+
+
 def descend(ctx: Context, loss_fn: LossFn, steps: int, optimizer_name: str) -> tuple[Params | None, dict]:
     """Masked optimizer steps on loss_fn from θ*; returns (θ of the kept point or None, log).
 
-    Fixed lr: `steps` steps, no guard. lr="auto": every `check_every` steps validation accuracy
-    is measured and the point kept if it passes the guard; the run returns the latest kept
-    point (a dip mid-way often recovers, so it does not stop the run). One trajectory: the
-    search costs a few forward passes instead of a grid of runs."""
+    Fixed lr: `steps` steps, no guard. lr="auto": the step size starts at trust_lr (a relative
+    move of the selected weights); every `check_every` steps validation accuracy is measured
+    and the point kept if it passes the guard; the run returns the latest kept point (a dip
+    mid-way often recovers, so it does not stop the run). When no point past θ* passed, the
+    run starts again from θ* with lr / AUTO_BACKOFF (at most MAX_REWINDS times). A run that
+    ends before `steps` because of the guard says so (`stopped_by: "guard"` and a note)."""
     hp = ctx.hp
     model = ctx.working_copy()
     ctx.record(model, 0)
@@ -117,18 +139,24 @@ def descend(ctx: Context, loss_fn: LossFn, steps: int, optimizer_name: str) -> t
         record_last(model, ctx, done)
         info = {"lr": lr, "lr_auto": False, "steps": done}
         return (params_of(model), info) if done else (None, {**info, **nothing})
-    lr = AUTO_START[optimizer_name]
+    lr = trust_lr(ctx, optimizer_name)
     val0 = accuracy(ctx.original, ctx.x_val, ctx.y_val)
     tol = hp["val_tolerance"]
-    every = max(1, min(hp["check_every"], steps))
+    every = max(1, min(check_interval(hp["check_every"], steps), steps))
     good = (0, params_of(model))  # the latest checkpoint that passed the guard
-    done, rewinds, trace = 0, 0, []
+    done, rewinds, trace, fixed = 0, 0, [], False
     opt = optimizer(optimizer_name, list(model.parameters()), lr)
     while done < steps:
         chunk = min(every, steps - done)
         try:
             taken = masked_steps(
-                model, ctx, lambda m, i, d=done: loss_fn(m, d + i), chunk, opt, offset=done, total=steps
+                model,
+                ctx,
+                lambda m, i, d=done: loss_fn(m, d + i),
+                chunk,
+                opt,
+                offset=done,
+                total=steps,
             )
             finite = all(torch.isfinite(p).all() for p in model.parameters())
         except NumericalError:  # diverged
@@ -136,13 +164,13 @@ def descend(ctx: Context, loss_fn: LossFn, steps: int, optimizer_name: str) -> t
         if done == 0 and taken == 0 and finite:
             break  # nothing to fix at θ*
         done += taken
+        fixed = taken < chunk and finite  # the loss said stop: nothing left to fix
         val = accuracy(model, ctx.x_val, ctx.y_val) if finite and len(ctx.y_val) else float("nan")
         ctx.grad_evals += len(ctx.y_val)
         trace.append({"step": done, "lr": lr, "val_acc": val})
         if finite and (val != val or val >= val0 - tol - 1e-9):
             good = (done, params_of(model))
-        stop = taken < chunk or done >= steps  # the loss said stop (nothing left to fix), or the end
-        if finite and not stop:
+        if finite and not fixed and done < steps:
             continue  # a dip in the middle may recover: judge at the end
         if good[0] > 0 or rewinds >= MAX_REWINDS:
             break
@@ -152,19 +180,28 @@ def descend(ctx: Context, loss_fn: LossFn, steps: int, optimizer_name: str) -> t
         load(model, good[1])
         ctx.curve = ctx.curve[:1]
         opt = optimizer(optimizer_name, list(model.parameters()), lr)
+    ended = done
     if good[0] != done:  # the end did not pass: go back to the latest checkpoint that did
         done = good[0]
         load(model, good[1])
         ctx.curve = [c for c in ctx.curve if c["step"] <= done]
     record_last(model, ctx, done)
+    stopped_by = (
+        "fixed" if fixed and done == ended else "guard" if 0 < done < steps and done != ended else None
+    )
     info = {
         "lr": lr,
         "lr_auto": True,
         "steps": done,
         "rewinds": rewinds,
+        "stopped_by": stopped_by,
         "val_acc_original": val0,
         "val_trace": trace,
     }
+    if stopped_by == "guard":
+        info["note"] = (
+            f"the guard kept step {done} of {ended}: validation accuracy left the tolerance ({tol}) after it"
+        )
     if done:
         return params_of(model), info
     if not trace:

@@ -215,9 +215,9 @@ def test_example_configs_are_valid():
 @pytest.mark.slow
 def test_default_unlearning_removes_most_of_a_backdoor_with_a_masked_strategy():
     """On the digits backdoor over 5 seeds (targets 0..4) the default method with the best masked
-    configuration of the claims report (magnitude @ 5 %) removes ≥ 50 % of the backdoor (median),
-    test accuracy ≥ original − 0.02 at every seed. Removal is computed here from the attack
-    success rates, independently of metrics.compare."""
+    configuration (magnitude @ 5 %) removes ≥ 80 % of the backdoor (median; benchmarks/transfer.py
+    has 9 of 10 seeds ≥ 0.8), test accuracy ≥ original − 0.015 at every seed. Removal is computed
+    here from the attack success rates, independently of metrics.compare."""
     removals = []
     for seed in range(5):
         cfg = small_config(seed=seed, strategies=[{"name": "magnitude", "fraction": 0.05}])
@@ -229,8 +229,8 @@ def test_default_unlearning_removes_most_of_a_backdoor_with_a_masked_strategy():
         assert o["asr"] >= 0.9 and r["asr"] <= 0.05, seed
         m = result["strategies"][0]["metrics"]
         removals.append((o["asr"] - m["asr"]) / (o["asr"] - r["asr"]))
-        assert m["test_acc"] >= o["test_acc"] - 0.02, seed
-    assert statistics.median(removals) >= 0.5, removals
+        assert m["test_acc"] >= o["test_acc"] - 0.015, seed
+    assert statistics.median(removals) >= 0.8, removals
 
 
 def test_curvature_reports_progress_and_a_raising_callback_stores_nothing(tmp_path):

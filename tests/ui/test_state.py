@@ -64,6 +64,12 @@ def test_settings_from_config_inverts_build_config():
         assert back[k] == s[k], k
 
 
+def test_a_config_with_auto_steps_loads_as_the_methods_default():
+    cfg = {"unlearning": {"method": "masked_finetune", "steps": "auto"}}
+    assert state.settings_from_config(cfg)["steps"] == 0  # 0 = the method's own default
+    assert state.settings_from_config({"unlearning": {"steps": 12}})["steps"] == 12
+
+
 def test_method_and_steps_reach_the_config_only_where_they_apply():
     """ "" = the scenario's default method (written by normalize); steps only to a method taking them."""
     cfg = core_config.normalize(state.build_config(state.DEFAULTS))

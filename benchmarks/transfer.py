@@ -192,7 +192,8 @@ def markdown(rows: list[dict]) -> str:
     ]
     for e in rows:
         lines.append(
-            f"| {e['scenario']} | {e['method']} | {e['label']} | {e['seeds']} | {fmt(e['removal'])} | "
+            f"| {e['scenario']} | {e['method']} | {e['label'].replace('|', chr(92) + '|')} | {e['seeds']} | "
+            f"{fmt(e['removal'])} | "
             f"{fmt(e['test_acc_drop'], 3)} | {fmt(e['retrain_ratio'], 3)} | {fmt(e['relearn_gap'])} | "
             f"{e['meets_bar']}/{e['seeds']} | {e['stopped_by_guard']} / {e['guard_failed']} |"
         )

@@ -285,18 +285,3 @@ def test_scale_config_is_valid_and_backdoors_one_percent_of_the_training_images(
     full = config_mod.normalize(scale.config(scale.parse(["--train-size", "50000", "--seed", "3"])))
     assert full["model"] == "resnet18" and full["scenario"]["size"] == 500 and full["scenario"]["target"] == 3
     assert "samples" not in full["curvature"]  # the exact diagonal over the whole training set
-
-
-def test_scale_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
-    """The paper-scale code path (resnet18, backdoor, exact curvature, every strategy) on 64 images."""
-    from benchmarks import scale
-
-    out = scale.main(
-        ["--smoke", "--train-size", "64", "--test-size", "64", "--samples", "16", "--device", "cpu"]
-        + ["--store", str(tmp_path / "store"), "--out", str(tmp_path / "scale.json")]
-    )
-    s = out["summary"]
-    assert out["n_train"] == 64 and s["curvature_images"] == 16 and s["curvature_images_per_second"] > 0
-    assert "CPU" in s["device"] and {r["label"] for r in s["strategies"]} >= {"all parameters", "last layer"}
-    saved = json.loads((tmp_path / "scale.json").read_text())
-    assert saved["summary"]["strategies"] == s["strategies"] and "| strategy |" in saved["markdown"]

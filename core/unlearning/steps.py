@@ -101,7 +101,7 @@ def anchor_loss(model: nn.Module, ctx: Context, anchor: Tensor, gen: torch.Gener
 # -- masked optimizer steps
 
 
-def optimizer(name: str, params: list, lr: float) -> torch.optim.Optimizer:
+def optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr) if name == "adam" else torch.optim.SGD(params, lr=lr)
 
 

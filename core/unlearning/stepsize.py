@@ -99,18 +99,17 @@ def search(
     return best[2], {**info, "lr": best[1]}
 
 
-def trust_lr(ctx: Context, optimizer_name: str) -> float:
+def trust_lr(ctx: Context) -> float:
     """The step size of a guarded trajectory: a trust region relative to the selected weights.
 
-    Adam moves every coordinate by about lr per step, so lr = step · rms(θ*_M) moves the
-    selected weights by `step` times their root-mean-square: ‖Δθ_M‖ ≈ step · ‖θ*_M‖ per step,
-    whatever the model, the data set's size or the mask's size. SGD's step is lr·g, so there the
-    same relative move needs the gradient: lr = step · ‖θ*_M‖ / ‖M ⊙ ∇L(θ*)‖ — the caller passes
-    the scale through `sgd_grad_norm` (see descend). 0 selected weights: `step` itself."""
+    Adam moves every coordinate by about lr per step, so lr = AUTO_STEP · rms(θ*_M) moves the
+    selected weights by AUTO_STEP times their root-mean-square: ‖Δθ_M‖ ≈ AUTO_STEP · ‖θ*_M‖ per
+    step, whatever the model, the data set's size or the mask's size. SGD gets the same lr (its
+    step is lr·g, so there the relative move also depends on the gradient's scale). No selected
+    weight, or all zero: AUTO_STEP itself."""
     sq = sum(float((ctx.theta_star[n] * ctx.mask[n]).pow(2).sum()) for n in ctx.theta_star)
     count = sum(int(m.sum()) for m in ctx.mask.values())
-    step = AUTO_STEP
-    return step * math.sqrt(sq / count) if count and sq > 0 else step
+    return AUTO_STEP * math.sqrt(sq / count) if count and sq > 0 else AUTO_STEP
 
 
 def check_interval(check_every: int | str, steps: int) -> int:
@@ -139,7 +138,7 @@ def descend(ctx: Context, loss_fn: LossFn, steps: int, optimizer_name: str) -> t
         record_last(model, ctx, done)
         info = {"lr": lr, "lr_auto": False, "steps": done}
         return (params_of(model), info) if done else (None, {**info, **nothing})
-    lr = trust_lr(ctx, optimizer_name)
+    lr = trust_lr(ctx)
     val0 = accuracy(ctx.original, ctx.x_val, ctx.y_val)
     tol = hp["val_tolerance"]
     every = max(1, min(check_interval(hp["check_every"], steps), steps))

@@ -140,7 +140,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--curvature-batch", type=int, default=256)
+    parser.add_argument(
+        "--curvature-batch",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="samples per curvature chunk, or auto (sized from memory: several times faster on the CPU)",
+    )
     parser.add_argument("--samples", type=int, default=None, help="curvature on a seeded subsample")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

@@ -151,7 +151,7 @@ def curvature_scores(
         x,
         y,
         cv["method"],
-        batch_size=cv["batch_size"],
+        batch_size=None if cv["batch_size"] == "auto" else cv["batch_size"],
         seed=cfg["seed"],
         subsample=cv.get("samples"),
         progress=progress,

@@ -266,7 +266,8 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
             f"'corrected' (D̃_f) is empty for the removal scenario {sc['kind']!r}; "
             "choose 'full', 'retain' or 'forget'",
         )
-    cv["batch_size"] = _pos_int(cv["batch_size"], "curvature.batch_size", maximum=1_000_000)
+    if cv["batch_size"] != "auto":  # "auto": chunks sized by the estimator from a memory budget
+        cv["batch_size"] = _pos_int(cv["batch_size"], "curvature.batch_size", maximum=1_000_000)
     cv["probes"] = _pos_int(cv["probes"], "curvature.probes", maximum=100_000)
     if cv.get("samples") is None:  # absent from the normalized config: existing keys stay the same
         cv.pop("samples", None)

@@ -452,3 +452,25 @@ def test_estimator_options_are_config_keys_that_reach_the_estimator(tmp_path):
         model, fs.x_train, fs.y_train, "ggn_mc", seed=cfg["seed"], batch_size=256
     )
     assert rel_err(scores, by_hand) <= 1e-6 and rel_err(scores, one) > 1e-3
+
+
+def test_curvature_batch_size_auto_chunks_by_memory_and_gives_the_same_scores(monkeypatch):
+    from core import artifacts, config
+
+    base = {"train_size": 300, "test_size": 100}
+    auto = config.normalize({**base, "curvature": {"batch_size": "auto"}})
+    assert auto["curvature"]["batch_size"] == "auto" and config.normalize(auto) == auto
+    for bad in (0, "big", 2.5, True):
+        with pytest.raises(ConfigError, match="curvature.batch_size"):
+            config.normalize({**base, "curvature": {"batch_size": bad}})
+    prepared = artifacts.prepare(auto)
+    model = models.build(auto["model"], prepared.dataset, seed=0).eval()
+    asked: list = []  # "auto" reaches the estimator as None: chunks sized from its memory budget
+    estimator = curvature.hessian_diagonal
+    monkeypatch.setattr(
+        curvature, "hessian_diagonal", lambda *a, **kw: asked.append(kw["batch_size"]) or estimator(*a, **kw)
+    )
+    scores, _, _ = artifacts.curvature_scores(auto, prepared, model)
+    fs = prepared.forget_set
+    by_sevens = estimator(model, fs.x_train, fs.y_train, "exact", batch_size=7)
+    assert asked == [None] and rel_err(scores, by_sevens) <= 1e-5

@@ -1,11 +1,14 @@
-"""Does sharpness-aware masked unlearning resist relearning? masked_sam against masked_finetune.
+"""Does sharpness-aware masked unlearning, or aligning the triggered images' features with the
+clean ones, resist relearning? masked_sam and masked_finetune's `align` against masked_finetune.
 
-    python benchmarks/sam_relearn.py            (digits backdoor, 5 seeds, ~1–2 CPU-minutes)
+    python benchmarks/sam_relearn.py            (digits backdoor, 5 seeds, ~3 CPU-minutes)
 
 Digits backdoor of 60 (target = seed % 10, as benchmarks/saps_claims.py), cnn at the default
 training, seeds 0–4; SAPS (largest diag H, full data) @ 2 % and magnitude @ 5 %; masked_finetune
-and masked_sam with rho ∈ {0.01, 0.05, 0.1}, every other option at its registry default. One
-core.sweep per (seed, method setting) in a run store (default runs/sam_relearn; models and
+masked_sam with rho ∈ {0.01, 0.05, 0.1}, and masked_finetune with align ∈ {1, 10} (the
+penultimate features of each triggered D_f image pulled to θ*'s features of its clean D̃_f twin:
+representation-level unlearning in the spirit of RMU, Li et al. 2024), every other option at its
+registry default. One core.sweep per (seed, method setting) in a run store (default runs/sam_relearn; models and
 curvature copied from runs/saps_claims when that store has them, never written there).
 
 Per configuration, over the seeds: backdoor_removal (1 = as good as retraining), relearn_gap
@@ -41,6 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_STORE = ROOT / "runs" / "sam_relearn"
 SEEDS = (0, 1, 2, 3, 4)
 RHOS = (0.01, 0.05, 0.1)
+ALIGNS = (1.0, 10.0)
 STRATEGIES = [
     {"name": "saps", "fraction": 0.02, "largest": True},
     {"name": "magnitude", "fraction": 0.05},
@@ -48,8 +52,16 @@ STRATEGIES = [
 MEASURES = ("backdoor_removal", "relearn_gap", "relearn_success", "test_acc_drop", "asr")
 
 
-def settings(rhos: tuple[float, ...]) -> list[tuple[str, dict]]:
-    return [("masked_finetune", {})] + [("masked_sam", {"rho": r}) for r in rhos]
+def settings(rhos: tuple[float, ...], aligns: tuple[float, ...] = ALIGNS) -> list[tuple[str, dict]]:
+    return (
+        [("masked_finetune", {})]
+        + [("masked_sam", {"rho": r}) for r in rhos]
+        + [("masked_finetune", {"align": a}) for a in aligns]
+    )
+
+
+def option_text(options: dict) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in options.items()) or "defaults"
 
 
 def sweep_config(seed: int, method: str, options: dict) -> dict:
@@ -95,8 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--store", default=str(DEFAULT_STORE))
     parser.add_argument("--out", default=str(RESULTS / "sam_relearn.json"))
     parser.add_argument("--rhos", type=float, nargs="+", default=list(RHOS))
+    parser.add_argument("--aligns", type=float, nargs="+", default=list(ALIGNS))
     args = parser.parse_args(argv)
-    grid = settings(tuple(args.rhos))
+    grid = settings(tuple(args.rhos), tuple(args.aligns))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     store = RunStore(args.store)
     cells: list[dict] = []
@@ -106,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict:
             reuse_models(cfg, store)
             for cell in sweep_api.sweep(cfg, store=store)["cells"]:
                 m, log = cell["metrics"], cell.get("log") or {}
-                rec = {"seed": seed, "method": method, "rho": options.get("rho"), "label": cell["label"]}
+                rec = {"seed": seed, "method": method, "options": options, "label": cell["label"]}
+                rec["rho"] = options.get("rho")  # kept for readers of the former JSON
                 rec.update({k: m.get(k) for k in MEASURES})
                 rec.update({k: cell.get(k) for k in ("retrain_ratio", "steps", "seconds")})
                 rec["guard_failed"] = bool(log.get("guard_failed"))
@@ -114,12 +128,9 @@ def main(argv: list[str] | None = None) -> dict:
     table = []
     for label in dict.fromkeys(c["label"] for c in cells):
         for method, options in grid:
-            rows = [
-                c
-                for c in cells
-                if c["label"] == label and c["method"] == method and c["rho"] == options.get("rho")
-            ]
-            entry = {"label": label, "method": method, "rho": options.get("rho"), "seeds": len(rows)}
+            rows = [c for c in cells if (c["label"], c["method"], c["options"]) == (label, method, options)]
+            entry = {"label": label, "method": method, "options": options, "seeds": len(rows)}
+            entry["rho"] = options.get("rho")
             for k in MEASURES + ("retrain_ratio", "steps"):
                 entry[k] = summarize([r[k] for r in rows])
             entry["guard_failed"] = sum(r["guard_failed"] for r in rows)
@@ -131,12 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
             )
             table.append(entry)
     print(
-        "strategy | method | rho | removal median [min, max] | relearn_gap median [min, max] | test drop | ratio | steps | guard failed | ≥0.8 & gap ≤0.15"
+        "strategy | method | options | removal median [min, max] | relearn_gap median [min, max] | test drop | ratio | steps | guard failed | ≥0.8 & gap ≤0.15"
     )
     for e in table:
         b, g = e["backdoor_removal"], e["relearn_gap"]
         print(
-            f"{e['label']} | {e['method']} | {e['rho']} | {b['median']:.2f} [{b['min']:.2f}, {b['max']:.2f}] | "
+            f"{e['label']} | {e['method']} | {option_text(e['options'])} | {b['median']:.2f} [{b['min']:.2f}, {b['max']:.2f}] | "
             f"{g['median']:.2f} [{g['min']:.2f}, {g['max']:.2f}] | {e['test_acc_drop']['median']:.3f} | "
             f"{e['retrain_ratio']['median']:.2f} | {e['steps']['median']:.0f} | {e['guard_failed']} | "
             f"{e['removes_80_and_within_0.15']}/{e['seeds']}"
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "seeds": list(SEEDS),
         "rhos": list(args.rhos),
+        "aligns": list(args.aligns),
         "table": table,
         "cells": cells,
     }

@@ -93,9 +93,12 @@ def test_the_absolute_step_follows_the_weights_scale_the_relative_one_does_not()
     n_forget=st.integers(1, 400),
     forget_batch=st.integers(1, 128),
     epochs=st.floats(0.5, 16),
+    relabelled=st.booleans(),
 )
-def test_auto_steps_are_passes_over_the_samples_to_fix(n_forget, forget_batch, epochs):
+def test_auto_steps_are_passes_over_the_samples_to_fix(n_forget, forget_batch, epochs, relabelled):
     fs = label_flip(n_forget + 30, n_forget, (1, 2, 2), 3, 0)
+    if not relabelled:  # D̃_f other inputs than D_f (as a backdoor's clean copies): both count
+        fs.corrected_x = fs.corrected_x + 1.0
     net, _ = tanh_net(4, 4, 3, 1.0, 0), None
     mask = {n: torch.ones(p.shape, dtype=torch.bool) for n, p in net.named_parameters()}
     ctx = unlearning.context.build_context(
@@ -111,7 +114,8 @@ def test_auto_steps_are_passes_over_the_samples_to_fix(n_forget, forget_batch, e
         torch.device("cpu"),
         mask_required=True,
     )
-    n_fix = 2 * n_forget  # D_f inputs with their corrected labels, and D̃_f
+    # a label flip's D̃_f is D_f relabelled: its images count once; other corrected inputs add up
+    n_fix = n_forget if relabelled else 2 * n_forget
     expected = max(1, math.ceil(epochs * n_fix / min(forget_batch, n_fix)))
     assert unlearning.rules.finetune_steps(ctx) == expected
 
@@ -128,9 +132,10 @@ def test_a_larger_forget_set_takes_proportionally_more_steps_a_larger_training_s
         return log["steps"]
 
     f = unlearning.METHODS["masked_finetune"].defaults["forget_epochs"]
-    assert steps(100, 8) == math.ceil(f * 16 / 16)
+    # a label flip: D̃_f is the n_forget D_f images relabelled, so |D_f ∪ D̃_f| = n_forget
+    assert steps(100, 8) == math.ceil(f * 8 / 8)
     assert steps(1000, 8) == steps(100, 8)
-    assert steps(1000, 80) == math.ceil(f * 160 / 16)
+    assert steps(1000, 80) == math.ceil(f * 80 / 16)
 
 
 def test_auto_steps_are_refused_for_a_method_without_forget_epochs():

@@ -69,6 +69,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "train_lr": POSITIVE,
     "train_optimizer": _choice("adam", "sgd"),
     "rho": NON_NEGATIVE,
+    "align": NON_NEGATIVE,
 }
 GUARDED = {"lr": "auto", "val_fraction": 0.2, "val_max": 1000, "val_tolerance": 0.01, "check_every": 5}
 SOLVE = {
@@ -97,6 +98,7 @@ FINETUNE = {
     "retain_fixed": False,
     "wrong_only": True,
     "check_every": "auto",
+    "align": 0.0,
 }
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from core.curvature import hessian_diagonal
 from core.errors import ConfigError
 from core.functional import eval_mode
+from core.inspect import last_linear
 from core.training import train
 from core.unlearning.context import Context, Params, load, params_of
 from core.unlearning.newton import newton_direction
@@ -148,16 +149,22 @@ def masked_finetune(ctx: Context) -> Result:
         loss = Σ ℓ(wrong D_f inputs and D̃_f, corrected labels) / |D_f ∪ D̃_f|
                − ascent · mean ℓ(wrong D_f, poisoned labels)           (ascent 0 by default)
                + retain_weight · mean ‖f(x; θ) − f(x; θ*)‖² on one fixed D_r batch
+               + align · mean ‖φ(x_f; θ) − φ(x̃_f; θ*)‖² / mean ‖φ(x̃_f; θ*)‖²   (align 0 by default)
 
-    Stops when every forget sample is right. One forward pass per step: the forget samples and
-    the retain batch go through the model together, "wrong" is read off the same logits."""
-    batch, wrong_of, loss_at = _finetune_objective(ctx)
+    φ: the penultimate features (the input of the last nn.Linear); x̃_f: the D̃_f twin of a D_f
+    input (a backdoor's clean image): `align` pulls what the network sees in a triggered image
+    to what θ* saw in the clean one — representation-level unlearning, in the spirit of RMU (Li et
+    al. 2024) and of backdoor feature alignment, meant to erase the trigger's feature rather than
+    its link to the target. Stops when every forget sample is right (without `align`). One forward
+    pass per step: the forget samples and the retain batch go through the model together,
+    "wrong" is read off the same logits."""
+    batch, wrong_of, loss_at, forward = _finetune_objective(ctx)
 
     def loss_fn(m: nn.Module, step: int) -> Tensor | None:
         x, target = batch()
-        logits = m(x)
-        wrong = wrong_of(logits)
-        return None if wrong is None else loss_at(logits, wrong, target)
+        out = forward(m, x)
+        wrong = wrong_of(out[0])
+        return None if wrong is None else loss_at(out, wrong, target)
 
     return descend(ctx, loss_fn, finetune_steps(ctx), ctx.hp["optimizer"])
 
@@ -167,28 +174,72 @@ def finetune_steps(ctx: Context) -> int:
     over the samples to fix (at least 1 step)."""
     if ctx.hp["steps"] != "auto":
         return int(ctx.hp["steps"])
-    n_fix = len(ctx.y_fix) + len(ctx.y_c)
+    n_fix = len(fix_set(ctx)[1])
     per_step = min(ctx.hp["forget_batch"], max(1, n_fix))
     return max(1, math.ceil(ctx.hp["forget_epochs"] * n_fix / per_step))
 
 
+def fix_set(ctx: Context) -> tuple[Tensor, Tensor, Tensor]:
+    """(inputs, the labels the model should give, the labels as trained) of D_f ∪ D̃_f, D_f first.
+
+    On a label flip D̃_f is D_f relabelled (the same inputs, y_c = y_fix): the union is D_f once
+    with its corrected labels, not the same images twice (which would double the auto step count
+    and nothing else: the loss is a mean)."""
+    same = (
+        ctx.x_c.shape == ctx.x_f.shape and torch.equal(ctx.x_c, ctx.x_f) and torch.equal(ctx.y_c, ctx.y_fix)
+    )
+    if same:
+        return ctx.x_f, ctx.y_fix, ctx.y_f
+    return (
+        torch.cat([ctx.x_f, ctx.x_c]),
+        torch.cat([ctx.y_fix, ctx.y_c]),
+        torch.cat([ctx.y_f, ctx.y_c]),  # D_f's labels as trained (for the ascent term)
+    )
+
+
 Batch = Callable[[], tuple[Tensor, Tensor | None]]
+Output = tuple[Tensor, Tensor | None]  # (logits, penultimate features or None)
+
+
+def twin_features(ctx: Context) -> Tensor | None:
+    """θ*'s penultimate features of the D̃_f twin of every D_f input (F×d), or None when D̃_f is
+    not paired with D_f one to one (a removal)."""
+    if len(ctx.y_c) != len(ctx.y_f) or len(ctx.y_f) == 0:
+        return None
+    captured: list[Tensor] = []
+    handle = last_linear(ctx.original).register_forward_pre_hook(
+        lambda m, a: captured.append(a[0].flatten(1))
+    )
+    try:
+        with torch.no_grad(), eval_mode(ctx.original):
+            ctx.original(ctx.x_c)
+    finally:
+        handle.remove()
+    ctx.grad_evals += len(ctx.y_c)
+    return captured[-1].detach()
 
 
 def _finetune_objective(
     ctx: Context,
-) -> tuple[Batch, Callable[[Tensor], Tensor | None], Callable[[Tensor, Tensor, Tensor | None], Tensor]]:
+) -> tuple[
+    Batch,
+    Callable[[Tensor], Tensor | None],
+    Callable[[Output, Tensor, Tensor | None], Tensor],
+    Callable[[nn.Module, Tensor], Output],
+]:
     """The pieces of masked_finetune's loss, so masked_sam evaluates the very same function at a
     second point: `batch()` -> (inputs: the step's forget samples — all of D_f and D̃_f, or a
     seeded batch of `forget_batch` of them — and the step's retain batch; θ*'s logits on that
-    retain batch or None), `wrong_of(logits)` -> the samples the loss covers (None: all of the
-    step's forget samples are right, stop; counts the forward pass in grad_evals),
-    `loss_at(logits, wrong, target)`. The three refer to the latest `batch()`."""
+    retain batch or None), `forward(model, inputs)` -> (logits, penultimate features when
+    `align` is on), `wrong_of(logits)` -> the samples the loss covers (None: all of the step's
+    forget samples are right, stop; counts the forward pass in grad_evals),
+    `loss_at(output, wrong, target)`. They refer to the latest `batch()`."""
     hp = ctx.hp
-    x_fix = torch.cat([ctx.x_f, ctx.x_c])
-    y_fix = torch.cat([ctx.y_fix, ctx.y_c])  # the labels the model should give
-    y_trained = torch.cat([ctx.y_f, ctx.y_c])  # D_f's labels as trained (for the ascent term)
+    x_fix, y_fix, y_trained = fix_set(ctx)
     n_fix, n_f = len(y_fix), len(ctx.y_f)
+    align = float(hp.get("align") or 0.0)
+    twins = twin_features(ctx) if align else None
+    twin_scale = float(twins.pow(2).sum(1).mean().clamp_min(1e-12)) if twins is not None else 1.0
     gen = torch.Generator().manual_seed(ctx.seed)
     anchored = bool(hp["retain_weight"]) and len(ctx.y_r) > 0
     fixed = fixed_retain(ctx, gen) if anchored and hp["retain_fixed"] else None
@@ -210,16 +261,28 @@ def _finetune_objective(
                 target = ctx.original(ctx.x_r[idx])
         return torch.cat([x, ctx.x_r[idx]]), target
 
+    def forward(m: nn.Module, x: Tensor) -> Output:
+        if twins is None:
+            return m(x), None
+        captured: list[Tensor] = []
+        handle = last_linear(m).register_forward_pre_hook(lambda mod, a: captured.append(a[0].flatten(1)))
+        try:
+            logits = m(x)
+        finally:
+            handle.remove()
+        return logits, captured[-1]
+
     def wrong_of(logits: Tensor) -> Tensor | None:
         i = step["i"]
         wrong = logits[: len(i)].detach().argmax(1) != y_fix[i]
         ctx.grad_evals += len(logits)
-        if not wrong.any() and not subsample:
+        if not wrong.any() and not subsample and twins is None:
             return None  # every forget sample is right: nothing left to fix
         return wrong if hp["wrong_only"] else torch.ones_like(wrong)
 
-    def loss_at(logits: Tensor, wrong: Tensor, target: Tensor | None) -> Tensor:
+    def loss_at(out: Output, wrong: Tensor, target: Tensor | None) -> Tensor:
         i = step["i"]
+        logits, feats = out
         out_f, y = logits[: len(i)], y_fix[i]
         # a mean over all the step's samples (right ones add little): over the wrong ones alone
         # it grows as they get fewer and overshoots
@@ -229,9 +292,13 @@ def _finetune_objective(
             loss = loss - hp["ascent"] * F.cross_entropy(out_f[w_f], y_trained[i][w_f])
         if target is not None:
             loss = loss + hp["retain_weight"] * (logits[len(i) :] - target).pow(2).sum(1).mean()
+        is_f = i < n_f  # the step's D_f inputs: each has its twin in D̃_f
+        if feats is not None and is_f.any():
+            gap = (feats[: len(i)][is_f] - twins[i[is_f]]).pow(2).sum(1).mean() / twin_scale
+            loss = loss + align * gap
         return loss
 
-    return batch, wrong_of, loss_at
+    return batch, wrong_of, loss_at, forward
 
 
 def masked_sam(ctx: Context) -> Result:
@@ -246,17 +313,17 @@ def masked_sam(ctx: Context) -> Result:
     selected coordinates, which a few relearning steps should find harder to leave. ρ = 0 is
     masked_finetune bit for bit (twice the gradient evaluations)."""
     rho = float(ctx.hp["rho"])
-    batch, wrong_of, loss_at = _finetune_objective(ctx)
+    batch, wrong_of, loss_at, forward = _finetune_objective(ctx)
 
     def loss_fn(m: nn.Module, step: int) -> Tensor | None:
         x, target = batch()
-        logits = m(x)
-        wrong = wrong_of(logits)
+        out = forward(m, x)
+        wrong = wrong_of(out[0])
         if wrong is None:
             return None
         names = [n for n, _ in m.named_parameters()]
         params = [p for _, p in m.named_parameters()]
-        grads = torch.autograd.grad(loss_at(logits, wrong, target), params, allow_unused=True)
+        grads = torch.autograd.grad(loss_at(out, wrong, target), params, allow_unused=True)
         g = [torch.zeros_like(p) if d is None else d * ctx.mask[n] for n, p, d in zip(names, params, grads)]
         norm = torch.sqrt(sum(d.pow(2).sum() for d in g))
         scale = rho / norm if float(norm) > 0 else norm * 0
@@ -265,9 +332,9 @@ def masked_sam(ctx: Context) -> Result:
             for p, d in zip(params, g):
                 p.add_(d * scale)
         try:
-            logits_sam = m(x)
-            ctx.grad_evals += len(logits_sam)
-            loss = loss_at(logits_sam, wrong, target)
+            out_sam = forward(m, x)
+            ctx.grad_evals += len(out_sam[0])
+            loss = loss_at(out_sam, wrong, target)
             g_sam = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             with torch.no_grad():

@@ -44,6 +44,7 @@ STRATEGIES = [
     {"name": "last_layer"},
     {"name": "all"},
 ]
+EPOCHS = 10
 SMOKE = {"train_size": 512, "test_size": 256, "epochs": 1, "samples": 128}
 
 
@@ -67,7 +68,7 @@ def config(args: argparse.Namespace) -> dict:
         "curvature": {"method": "exact", "data": "full", "batch_size": args.curvature_batch},
         "strategies": STRATEGIES,
         "unlearning": {"method": "masked_finetune"},
-        "metrics": {"mia": False, "relearn": True},
+        "metrics": {"mia": False, "relearn": not args.no_relearn},
     }
     if args.samples:
         cfg["curvature"]["samples"] = args.samples
@@ -116,18 +117,24 @@ def markdown(out: dict) -> str:
         f"{out['config']['model']} on {out['config']['dataset']} ({out['n_train']} training images), "
         f"{s['device']}: train {s['seconds']['train']:.0f} s, retrain {s['seconds']['retrain']:.0f} s, "
         f"exact curvature {s['seconds'].get('curvature', 0):.1f} s over {s['curvature_images']} images "
-        f"({(s['curvature_images_per_second'] or 0):.0f} images/s). θ*: test {s['original']['test_acc']:.3f}, "
-        f"ASR {s['original']['asr']:.3f}; retrained: test {s['retrained']['test_acc']:.3f}, ASR {s['retrained']['asr']:.3f}.",
+        f"({num(s['curvature_images_per_second'], 0)} images/s). θ*: test {num(s['original']['test_acc'], 3)}, "
+        f"ASR {num(s['original']['asr'], 3)}; retrained: test {num(s['retrained']['test_acc'], 3)}, "
+        f"ASR {num(s['retrained']['asr'], 3)}.",
         "",
         "| strategy | removal | test drop | full cost / retraining | relearn gap | steps |",
         "|---|---|---|---|---|---|",
     ]
     for r in s["strategies"]:
         lines.append(
-            f"| {r['label']} | {r['removal']:.2f} | {r['test_acc_drop']:.3f} | {r['retrain_ratio']:.3f} | "
-            f"{r['relearn_gap']:.2f} | {r['steps']} |"
+            f"| {r['label'].replace('|', chr(92) + '|')} | {num(r['removal'], 2)} | {num(r['test_acc_drop'], 3)} | "
+            f"{num(r['retrain_ratio'], 3)} | {num(r['relearn_gap'], 2)} | {r['steps']} |"
         )
     return "\n".join(lines)
+
+
+def num(value: float | None, digits: int) -> str:
+    """A figure, or "—" where it is undefined (e.g. removal when θ* did not learn the backdoor)."""
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,7 +145,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--train-size", type=int, default=None, help="a seeded subset (default: all)")
     parser.add_argument("--test-size", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
         "--curvature-batch",
@@ -151,11 +158,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--store", default=str(ROOT / "runs" / "scale"))
     parser.add_argument("--smoke", action="store_true", help="512 images, 1 epoch, 128 curvature samples")
+    parser.add_argument(
+        "--no-relearn",
+        action="store_true",
+        help="skip the relearning attack (20 Adam steps per model: most of a CPU smoke run's time)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.train_size, args.test_size = SMOKE["train_size"], SMOKE["test_size"]
-        args.epochs, args.samples = SMOKE["epochs"], args.samples or SMOKE["samples"]
+    if args.smoke:  # smaller defaults; what the command line gives explicitly stays
+        args.train_size = args.train_size or SMOKE["train_size"]
+        args.test_size = args.test_size or SMOKE["test_size"]
+        args.epochs = SMOKE["epochs"] if args.epochs == EPOCHS else args.epochs
+        args.samples = args.samples or SMOKE["samples"]
     return args
 
 

@@ -285,3 +285,45 @@ def test_scale_config_is_valid_and_backdoors_one_percent_of_the_training_images(
     full = config_mod.normalize(scale.config(scale.parse(["--train-size", "50000", "--seed", "3"])))
     assert full["model"] == "resnet18" and full["scenario"]["size"] == 500 and full["scenario"]["target"] == 3
     assert "samples" not in full["curvature"]  # the exact diagonal over the whole training set
+
+
+@pytest.mark.slow
+def test_scale_runs_end_to_end_on_the_cpu_with_small_inputs(tmp_path, monkeypatch):
+    """benchmarks/scale.py's whole path — resnet18 on Fashion-MNIST, train, retrain, exact curvature
+    on a subsample, masked unlearning, the summary and its JSON — on 40 images and two strategies
+    (the relearning attack off: 20 Adam steps of resnet18 per model are most of a CPU run)."""
+    from benchmarks import scale
+
+    monkeypatch.setattr(
+        scale, "STRATEGIES", [{"name": "saps", "fraction": 0.02, "largest": True}, {"name": "all"}]
+    )
+    out_path = tmp_path / "scale.json"
+    args = ["--smoke", "--train-size", "40", "--test-size", "20", "--samples", "8", "--device", "cpu"]
+    out = scale.main([*args, "--no-relearn", "--store", str(tmp_path / "runs"), "--out", str(out_path)])
+    saved = json.loads(out_path.read_text())
+    assert saved["config"]["model"] == "resnet18" and saved["config"]["train_size"] == 40
+    assert saved["config"]["curvature"] == {
+        **saved["config"]["curvature"],
+        "samples": 8,
+        "batch_size": "auto",
+    }
+    s = saved["summary"]
+    assert "CPU" in s["device"] and s["curvature_images"] == 8 and s["seconds"]["curvature"] > 0
+    assert [r["label"] for r in s["strategies"]] == ["SAPS (largest diag H) @ 2 %", "all parameters"]
+    assert all(r["retrain_ratio"] > 0 and r["relearn_gap"] is None for r in s["strategies"])
+    assert out["markdown"] == saved["markdown"] and "| all parameters |" in saved["markdown"]
+
+
+def test_label_flip_budgets_are_shares_of_the_retraining_steps_and_valid_options():
+    from benchmarks import label_flip
+    from core import unlearning
+
+    train = {"epochs": 4, "batch_size": 100}
+    assert label_flip.finetune_steps(0.5, 1000, train) == 20  # 0.5 × 4 epochs × 10 batches
+    assert label_flip.finetune_steps(0.1, 1001, train) == 4  # the last partial batch is a step
+    grid = label_flip.settings((0.1, 1.0), 1000, train)
+    assert grid[0][:2] == ("masked_finetune", {})  # the default method untouched
+    assert [g[1]["steps"] for g in grid[1:]] == [4, 40]
+    for method, options, strategies, name in grid:
+        unlearning.check_hparams(options, method=method)
+        assert strategies and name

@@ -40,9 +40,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.transfer import fmt, summarize  # noqa: E402
 from core import artifacts, metrics, models, training  # noqa: E402
 from core import config as config_mod  # noqa: E402
 from core import sweep as sweep_api  # noqa: E402
@@ -136,19 +136,6 @@ def seed_facts(seed: int, store: RunStore) -> tuple[dict, int]:
     return facts, len(fs.retrain_data()[1])
 
 
-def summarize(values: list) -> dict:
-    v = [float(x) for x in values if x is not None and np.isfinite(x)]
-    if not v:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {"median": float(np.median(v)), "min": float(np.min(v)), "max": float(np.max(v)), "n": len(v)}
-
-
-def fmt(s: dict, digits: int = 1) -> str:
-    if s["median"] is None:
-        return "—"
-    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
-
-
 def markdown(facts: list[dict], rows: list[dict]) -> str:
     lines = [
         "| seed | test acc θ* | retrained | gap (test images) | clean, other seed | noise floor | θ* predicts the flipped label | true label on flipped images θ* / retrained |",
@@ -168,7 +155,7 @@ def markdown(facts: list[dict], rows: list[dict]) -> str:
     ]
     for e in rows:
         lines.append(
-            f"| {e['setting']} | {e['label'].replace('|', chr(92) + '|')} | {e['seeds']} | {fmt(e['restored_pct'])} | "
+            f"| {e['setting']} | {e['label'].replace('|', chr(92) + '|')} | {e['seeds']} | {fmt(e['restored_pct'], 1)} | "
             f"{fmt(e['retrain_ratio'], 3)} | {e['at_bar']}/{e['seeds']} |"
         )
     return "\n".join(lines)

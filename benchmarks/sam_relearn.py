@@ -4,12 +4,13 @@ clean ones, resist relearning? masked_sam and masked_finetune's `align` against 
     python benchmarks/sam_relearn.py            (digits backdoor, 5 seeds, ~3 CPU-minutes)
 
 Digits backdoor of 60 (target = seed % 10, as benchmarks/saps_claims.py), cnn at the default
-training, seeds 0–4; SAPS (largest diag H, full data) @ 2 % and magnitude @ 5 %; masked_finetune
+training, seeds 0–4; SAPS (largest diag H, full data) @ 2 % and magnitude @ 5 %; masked_finetune,
 masked_sam with rho ∈ {0.01, 0.05, 0.1}, and masked_finetune with align ∈ {1, 10} (the
 penultimate features of each triggered D_f image pulled to θ*'s features of its clean D̃_f twin:
 representation-level unlearning in the spirit of RMU, Li et al. 2024), every other option at its
-registry default. One core.sweep per (seed, method setting) in a run store (default runs/sam_relearn; models and
-curvature copied from runs/saps_claims when that store has them, never written there).
+registry default; and masked_finetune run further (forget_epochs 32 instead of 8, with the
+guard's val_tolerance 0.01 or 0.03). One core.sweep per (seed, method setting) in a run store
+(default runs/sam_relearn; models and curvature copied from runs/saps_claims when that store has them, never written there).
 
 Per configuration, over the seeds: backdoor_removal (1 = as good as retraining), relearn_gap
 (attack success after 20 relearning steps − the retrained model's; 0 = as hard to relearn as
@@ -45,6 +46,8 @@ DEFAULT_STORE = ROOT / "runs" / "sam_relearn"
 SEEDS = (0, 1, 2, 3, 4)
 RHOS = (0.01, 0.05, 0.1)
 ALIGNS = (1.0, 10.0)
+# more unlearning than the default: is the gap a matter of how far the guarded run goes?
+STRONGER = ({"forget_epochs": 32}, {"forget_epochs": 32, "val_tolerance": 0.03})
 STRATEGIES = [
     {"name": "saps", "fraction": 0.02, "largest": True},
     {"name": "magnitude", "fraction": 0.05},
@@ -57,6 +60,7 @@ def settings(rhos: tuple[float, ...], aligns: tuple[float, ...] = ALIGNS) -> lis
         [("masked_finetune", {})]
         + [("masked_sam", {"rho": r}) for r in rhos]
         + [("masked_finetune", {"align": a}) for a in aligns]
+        + [("masked_finetune", dict(options)) for options in STRONGER]
     )
 
 

@@ -71,7 +71,7 @@ SCENARIOS = {
             "scenario": {"kind": "label_flip", "fraction": 0.1},
             "train": FASHION_TRAIN,
         },
-        # 6,000 flipped images: ⌈8 · 12,000 / 64⌉ = 1,500 steps a strategy — one seed
+        # 6,000 flipped images (D̃_f = the same images relabelled): ⌈8 · 6,000 / 64⌉ = 750 steps a strategy — one seed
         "seeds": [0],
         "measure": "restored_pct",  # in percent
         "bar": 50.0,

@@ -9,7 +9,7 @@ masked_sam with rho ∈ {0.01, 0.05, 0.1}, and masked_finetune with align ∈ {1
 penultimate features of each triggered D_f image pulled to θ*'s features of its clean D̃_f twin:
 representation-level unlearning in the spirit of RMU, Li et al. 2024), every other option at its
 registry default; and masked_finetune run further (forget_epochs 32 instead of 8, with the
-guard's val_tolerance 0.01 or 0.03). One core.sweep per (seed, method setting) in a run store
+guard's val_tolerance 0.01 or 0.03, and forget_epochs 128). One core.sweep per (seed, method setting) in a run store
 (default runs/sam_relearn; models and curvature copied from runs/saps_claims when that store has them, never written there).
 
 Per configuration, over the seeds: backdoor_removal (1 = as good as retraining), relearn_gap
@@ -47,7 +47,7 @@ SEEDS = (0, 1, 2, 3, 4)
 RHOS = (0.01, 0.05, 0.1)
 ALIGNS = (1.0, 10.0)
 # more unlearning than the default: is the gap a matter of how far the guarded run goes?
-STRONGER = ({"forget_epochs": 32}, {"forget_epochs": 32, "val_tolerance": 0.03})
+STRONGER = ({"forget_epochs": 32}, {"forget_epochs": 32, "val_tolerance": 0.03}, {"forget_epochs": 128})
 STRATEGIES = [
     {"name": "saps", "fraction": 0.02, "largest": True},
     {"name": "magnitude", "fraction": 0.05},

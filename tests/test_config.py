@@ -251,3 +251,20 @@ def test_curvature_samples_is_optional_checked_and_keys_the_curvature_cache():
 def test_a_new_estimator_is_accepted_from_its_registry_entry():
     cfg = config.normalize({"curvature": {"method": "ggn_mc"}})
     assert cfg["curvature"]["method"] == "ggn_mc"
+
+
+def test_align_needs_corrected_samples_paired_with_the_forget_set_before_training(digits):
+    import dataclasses
+
+    from core import scenarios
+
+    cfg = config.normalize({"scenario": {"kind": "backdoor", "size": 20}, "unlearning": {"align": 1.0}})
+    forget_set = scenarios.from_config(digits, cfg["scenario"], cfg["seed"])
+    config.check_feasible(cfg, forget_set)  # a backdoor: each D_f image has its clean twin
+    unpaired = dataclasses.replace(
+        forget_set, corrected_x=forget_set.corrected_x[:7], corrected_y=forget_set.corrected_y[:7]
+    )
+    with pytest.raises(ConfigError) as e:
+        config.check_feasible(cfg, unpaired)
+    assert e.value.field == "unlearning.align" and "7 corrected vs 20 forget" in e.value.message
+    config.check_feasible(config.normalize({**cfg, "unlearning": {"align": 0.0}}), unpaired)

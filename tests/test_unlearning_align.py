@@ -90,3 +90,29 @@ def test_align_brings_the_triggered_features_to_the_clean_ones():
     aligned, _ = unlearning.unlearn(model, mask, fs, "masked_finetune", align=10.0, **common)
     plain, _ = unlearning.unlearn(model, mask, fs, "masked_finetune", **common)
     assert feature_gap(aligned) < 0.5 * feature_gap(plain)
+
+
+def test_align_is_refused_where_it_cannot_apply():
+    fs = paired_forget_set()
+    mask_of = lambda m: {n: torch.ones(p.shape, dtype=torch.bool) for n, p in m.named_parameters()}  # noqa: E731
+    # D̃_f not paired one to one with D_f
+    fewer = ForgetSet(
+        "backdoor",
+        {},
+        fs.x_train,
+        fs.y_train,
+        fs.y_true,
+        fs.forget_idx,
+        fs.corrected_x[:5],
+        fs.corrected_y[:5],
+        3,
+    )
+    model = small_net(seed=1)
+    with pytest.raises(ConfigError, match="unlearning.align") as e:
+        unlearning.unlearn(model, mask_of(model), fewer, "masked_finetune", seed=0, steps=1, align=1.0)
+    assert "5 corrected vs 10 forget" in str(e.value)
+    # a model without a linear head has no penultimate features to align
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 2), torch.nn.Flatten())
+    with pytest.raises(ConfigError, match="unlearning.align"):
+        unlearning.unlearn(conv, mask_of(conv), fs, "masked_finetune", seed=0, steps=1, align=1.0)
+    unlearning.unlearn(conv, mask_of(conv), fs, "masked_finetune", seed=0, steps=1)  # fine without align

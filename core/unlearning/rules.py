@@ -201,15 +201,22 @@ Batch = Callable[[], tuple[Tensor, Tensor | None]]
 Output = tuple[Tensor, Tensor | None]  # (logits, penultimate features or None)
 
 
-def twin_features(ctx: Context) -> Tensor | None:
-    """θ*'s penultimate features of the D̃_f twin of every D_f input (F×d), or None when D̃_f is
-    not paired with D_f one to one (a removal)."""
+def twin_features(ctx: Context) -> Tensor:
+    """θ*'s penultimate features of the D̃_f twin of every D_f input (F×d). ConfigError naming
+    unlearning.align when D̃_f is not paired with D_f one to one or the model has no nn.Linear
+    head: the term is refused, never dropped silently."""
     if len(ctx.y_c) != len(ctx.y_f) or len(ctx.y_f) == 0:
-        return None
+        raise ConfigError(
+            "unlearning.align",
+            f"needs D̃_f paired one to one with D_f ({len(ctx.y_c)} corrected vs {len(ctx.y_f)} forget "
+            "samples here); set align to 0",
+        )
+    try:
+        head = last_linear(ctx.original)
+    except ValueError as e:
+        raise ConfigError("unlearning.align", f"needs the penultimate features: {e}") from None
     captured: list[Tensor] = []
-    handle = last_linear(ctx.original).register_forward_pre_hook(
-        lambda m, a: captured.append(a[0].flatten(1))
-    )
+    handle = head.register_forward_pre_hook(lambda m, a: captured.append(a[0].flatten(1)))
     try:
         with torch.no_grad(), eval_mode(ctx.original):
             ctx.original(ctx.x_c)

@@ -456,3 +456,32 @@ def test_no_rule_writes_into_theta_star(name):
         assert torch.equal(p.detach(), model.state_dict()[n]) and torch.equal(
             ctx.theta_star[n], p.detach()
         ), n
+
+
+def test_a_long_trajectory_is_monitored_at_a_bounded_number_of_points():
+    from core.unlearning.steps import CURVE_POINTS
+
+    fs, model = tiny_forget_set(n=60, n_forget=6), small_net()
+    calls = []
+
+    def monitor(m):
+        calls.append(1)
+        return {"n": len(calls)}
+
+    steps = 7 * CURVE_POINTS + 3
+    _, log = unlearning.unlearn(
+        model,
+        full_mask(model),
+        fs,
+        "masked_finetune",
+        steps=steps,
+        lr=1e-4,
+        val_tolerance=1.0,
+        wrong_only=False,
+        monitor=monitor,
+        monitor_every=1,
+    )
+    curve = log["curve"]["step"]
+    assert log["steps"] == steps and curve[0] == 0 and curve[-1] == steps
+    assert len(curve) <= CURVE_POINTS + 2 and len(calls) == len(curve)
+    assert len(set(b - a for a, b in zip(curve[:-2], curve[1:-1]))) == 1  # evenly spaced but the last

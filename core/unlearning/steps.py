@@ -10,6 +10,7 @@ samples still misclassified w.r.t. their corrected labels (and their corrections
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -100,6 +101,8 @@ def anchor_loss(model: nn.Module, ctx: Context, anchor: Tensor, gen: torch.Gener
 
 # -- masked optimizer steps
 
+CURVE_POINTS = 30
+
 
 def optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr) if name == "adam" else torch.optim.SGD(params, lr=lr)
@@ -122,6 +125,9 @@ def masked_steps(
     already taken on this trajectory (the monitor's step numbers); `total`: its length."""
     params = [p for _, p in model.named_parameters()]
     masks = [ctx.mask[n] for n, _ in model.named_parameters()]
+    # at most CURVE_POINTS monitored points (+ the last): each is a forward pass over thousands of
+    # evaluation images, display only, so a long trajectory is sampled more sparsely
+    every = max(ctx.monitor_every, math.ceil((total or 0) / CURVE_POINTS))
     done = 0
     with eval_mode(model):
         for step in range(steps):
@@ -139,7 +145,7 @@ def masked_steps(
             opt.step()
             done += 1
             at = offset + done
-            if total is not None and (at % ctx.monitor_every == 0 or at == total):
+            if total is not None and (at % every == 0 or at == total):
                 ctx.record(model, at)
             if ctx.progress is not None:
                 ctx.progress(step + 1, steps, "unlearning step")

@@ -150,8 +150,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--curvature-batch",
         type=lambda v: v if v == "auto" else int(v),
-        default="auto",
-        help="samples per curvature chunk, or auto (sized from memory: several times faster on the CPU)",
+        default=256,
+        help="samples per curvature chunk, or auto (sized from a memory budget, for when 256 do not fit)",
     )
     parser.add_argument("--samples", type=int, default=None, help="curvature on a seeded subsample")
     parser.add_argument("--seed", type=int, default=0)

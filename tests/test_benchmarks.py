@@ -305,7 +305,7 @@ def test_scale_runs_end_to_end_on_the_cpu_with_small_inputs(tmp_path, monkeypatc
     assert saved["config"]["curvature"] == {
         **saved["config"]["curvature"],
         "samples": 8,
-        "batch_size": "auto",
+        "batch_size": 256,
     }
     s = saved["summary"]
     assert "CPU" in s["device"] and s["curvature_images"] == 8 and s["seconds"]["curvature"] > 0

@@ -116,3 +116,14 @@ def test_align_is_refused_where_it_cannot_apply():
     with pytest.raises(ConfigError, match="unlearning.align"):
         unlearning.unlearn(conv, mask_of(conv), fs, "masked_finetune", seed=0, steps=1, align=1.0)
     unlearning.unlearn(conv, mask_of(conv), fs, "masked_finetune", seed=0, steps=1)  # fine without align
+
+
+def test_masked_sam_at_rho_zero_is_aligned_masked_finetune_bit_for_bit():
+    fs = paired_forget_set()
+    model = small_net(seed=3)
+    mask = {n: torch.ones(p.shape, dtype=torch.bool) for n, p in model.named_parameters()}
+    common = dict(seed=1, lr=0.02, steps=5, align=3.0)
+    ref, _ = unlearning.unlearn(model, mask, fs, "masked_finetune", **common)
+    sam, _ = unlearning.unlearn(model, mask, fs, "masked_sam", rho=0.0, **common)
+    plain, _ = unlearning.unlearn(model, mask, fs, "masked_sam", rho=0.0, seed=1, lr=0.02, steps=5)
+    assert torch.equal(flat(sam), flat(ref)) and not torch.equal(flat(sam), flat(plain))

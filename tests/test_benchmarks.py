@@ -327,3 +327,24 @@ def test_label_flip_budgets_are_shares_of_the_retraining_steps_and_valid_options
     for method, options, strategies, name in grid:
         unlearning.check_hparams(options, method=method)
         assert strategies and name
+
+
+def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():
+    import torch
+    from torch import nn
+
+    from benchmarks import label_flip
+
+    torch.manual_seed(0)
+    original = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    before = [p.detach().clone() for p in original.parameters()]
+    x, y = torch.rand(50, 1, 2, 2), torch.randint(3, (50,))
+    trained = label_flip.continued_training(original, x, y, steps=5, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, original.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, trained.parameters()))
+    again = label_flip.continued_training(original, x, y, steps=5, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(trained.parameters(), again.parameters()))  # seeded
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(before, label_flip.continued_training(original, x, y, 0, 0).parameters())
+    )

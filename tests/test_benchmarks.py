@@ -287,21 +287,41 @@ def test_scale_config_is_valid_and_backdoors_one_percent_of_the_training_images(
     assert "samples" not in full["curvature"]  # the exact diagonal over the whole training set
 
 
+def _write_cifar_batches(folder, n: int = 10) -> None:
+    """CIFAR-10's python pickles (5 training batches and a test batch of n random images each)."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, n).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+
 @pytest.mark.slow
-def test_scale_runs_end_to_end_on_the_cpu_with_small_inputs(tmp_path, monkeypatch):
-    """benchmarks/scale.py's whole path — resnet18 on Fashion-MNIST, train, retrain, exact curvature
-    on a subsample, masked unlearning, the summary and its JSON — on 40 images and two strategies
-    (the relearning attack off: 20 Adam steps of resnet18 per model are most of a CPU run)."""
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
+def test_scale_runs_end_to_end_on_the_cpu_with_small_inputs(dataset, tmp_path, monkeypatch):
+    """benchmarks/scale.py's whole path — resnet18 on Fashion-MNIST, or on CIFAR-10 read from a
+    folder (--root; tiny pickles written here): train, retrain, exact curvature on a subsample,
+    masked unlearning, the summary and its JSON — on 40 images and two strategies (the relearning
+    attack off: 20 Adam steps of resnet18 per model are most of a CPU run)."""
     from benchmarks import scale
 
     monkeypatch.setattr(
         scale, "STRATEGIES", [{"name": "saps", "fraction": 0.02, "largest": True}, {"name": "all"}]
     )
     out_path = tmp_path / "scale.json"
-    args = ["--smoke", "--train-size", "40", "--test-size", "20", "--samples", "8", "--device", "cpu"]
+    args = ["--smoke", "--train-size", "40", "--test-size", "10", "--samples", "8", "--device", "cpu"]
+    if dataset == "cifar10":
+        _write_cifar_batches(tmp_path / "cifar")
+        args += ["--dataset", "cifar10", "--root", str(tmp_path / "cifar")]
     out = scale.main([*args, "--no-relearn", "--store", str(tmp_path / "runs"), "--out", str(out_path)])
     saved = json.loads(out_path.read_text())
     assert saved["config"]["model"] == "resnet18" and saved["config"]["train_size"] == 40
+    assert saved["config"]["dataset"] == dataset and f"on {dataset} (40 training images)" in saved["markdown"]
     assert saved["config"]["curvature"] == {
         **saved["config"]["curvature"],
         "samples": 8,

@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from core import config as config_mod
-from core import metrics, training
+from core import metrics, training, unlearning
 from core.artifacts import (
     Prepared,
     Shared,
@@ -73,8 +73,12 @@ def sweep_cells(cfg: dict) -> list[dict]:
 
 
 def cell_key(cell: dict) -> str:
-    """What makes a cell's result reusable (the device is not part of it)."""
-    return "cell-" + config_key({k: v for k, v in cell.items() if k != "device"})
+    """What makes a cell's result reusable: the recipe (not the device) and, from revision 2 on,
+    the method's revision — a rule whose results changed does not reuse cells of its former code.
+    (Revision 1 adds nothing, so the keys of stores written before revisions existed still hold.)"""
+    recipe = {k: v for k, v in cell.items() if k != "device"}
+    revision = unlearning.METHODS[cell["method"]].revision
+    return "cell-" + config_key(recipe if revision == 1 else {**recipe, "method_revision": revision})
 
 
 def _cell_run_config(cell: dict) -> dict:

@@ -108,3 +108,29 @@ def test_sweep_refuses_bad_input_and_missing_ray(tmp_path):
         with pytest.raises(ConfigError, match="requirements-scale"):
             sweep.sweep(sweep_config(), store=store, executor="ray")
     assert store.list_runs() == []
+
+
+def test_a_method_revision_keeps_old_keys_at_1_and_recomputes_cells_after_a_bump(tmp_path, monkeypatch):
+    import dataclasses
+
+    from core import unlearning
+    from core.store import config_key
+
+    cfg = config.normalize(sweep_config(strategies=[{"name": "all"}]), sweep=True)
+    cell = sweep.sweep_cells(cfg)[0]
+    # revision 1: the key is the recipe's hash, as before revisions existed (stores stay valid)
+    assert sweep.cell_key(cell) == "cell-" + config_key({k: v for k, v in cell.items() if k != "device"})
+    store = RunStore(tmp_path / "s")
+    sweep.sweep(sweep_config(strategies=[{"name": "all"}]), store=store)
+    calls = []
+    real = sweep.run_cell
+    monkeypatch.setattr(sweep, "run_cell", lambda c, res=None: calls.append(c) or real(c, res))
+    assert all(
+        c.get("cached") for c in sweep.sweep(sweep_config(strategies=[{"name": "all"}]), store=store)["cells"]
+    )
+    assert calls == []
+    bumped = dataclasses.replace(unlearning.METHODS["masked_finetune"], revision=2)
+    monkeypatch.setitem(unlearning.METHODS, "masked_finetune", bumped)
+    assert sweep.cell_key(cell) != "cell-" + config_key({k: v for k, v in cell.items() if k != "device"})
+    again = sweep.sweep(sweep_config(strategies=[{"name": "all"}]), store=store)
+    assert len(calls) == 1 and not any(c.get("cached") for c in again["cells"])

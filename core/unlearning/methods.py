@@ -115,6 +115,9 @@ class Method:
     needs_retain: bool = False  # cannot run with an empty D_r
     uses_mask: bool = True
     multi_step: bool = False  # a trajectory (the monitor's curve), not one step
+    # bump when the rule's results change for the same options (a fixed bug, a new default rule):
+    # stored sweep cells of an older revision are then recomputed, not reused (core.sweep.cell_key)
+    revision: int = 1
 
     @property
     def options(self) -> frozenset[str]:

@@ -137,23 +137,30 @@ def last_linear(model: nn.Module) -> nn.Linear:
     return found[-1]
 
 
+def forward_features(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, penultimate features n×d) of one forward pass, in the model's current mode and
+    with the graph kept: the features are exactly the input of the last nn.Linear, captured by a
+    forward pre-hook. ValueError when the model has no nn.Linear."""
+    captured: list[torch.Tensor] = []
+    handle = last_linear(model).register_forward_pre_hook(lambda m, args: captured.append(args[0].flatten(1)))
+    try:
+        logits = model(inputs)
+    finally:
+        handle.remove()
+    return logits, captured[-1]
+
+
 def penultimate(
     model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features n×d, logits n×K) of `inputs` in eval mode: the features are exactly the input
-    of the last nn.Linear (captured by a forward pre-hook), the logits the model's output."""
+    """(features n×d, logits n×K) of `inputs` in eval mode (forward_features, in batches)."""
     head = last_linear(model)
-    captured: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(lambda m, args: captured.append(args[0].detach().flatten(1)))
     feats, logits = [], []
-    try:
-        with eval_mode(model), torch.no_grad():
-            for i in range(0, len(inputs), batch_size):
-                captured.clear()
-                logits.append(model(inputs[i : i + batch_size]).detach())
-                feats.append(captured[-1])
-    finally:
-        handle.remove()
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(inputs), batch_size):
+            out, f = forward_features(model, inputs[i : i + batch_size])
+            logits.append(out.detach())
+            feats.append(f.detach())
     if not feats:
         return np.zeros((0, head.in_features), np.float32), np.zeros((0, head.out_features), np.float32)
     return torch.cat(feats).cpu().numpy(), torch.cat(logits).cpu().numpy()

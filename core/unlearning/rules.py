@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from core.curvature import hessian_diagonal
 from core.errors import ConfigError
 from core.functional import eval_mode
-from core.inspect import last_linear
+from core.inspect import forward_features
 from core.training import train
 from core.unlearning.context import Context, Params, load, params_of
 from core.unlearning.newton import newton_direction
@@ -212,18 +212,12 @@ def twin_features(ctx: Context) -> Tensor:
             "samples here); set align to 0",
         )
     try:
-        head = last_linear(ctx.original)
-    except ValueError as e:
-        raise ConfigError("unlearning.align", f"needs the penultimate features: {e}") from None
-    captured: list[Tensor] = []
-    handle = head.register_forward_pre_hook(lambda m, a: captured.append(a[0].flatten(1)))
-    try:
         with torch.no_grad(), eval_mode(ctx.original):
-            ctx.original(ctx.x_c)
-    finally:
-        handle.remove()
+            _, feats = forward_features(ctx.original, ctx.x_c)
+    except ValueError as e:  # no nn.Linear head
+        raise ConfigError("unlearning.align", f"needs the penultimate features: {e}") from None
     ctx.grad_evals += len(ctx.y_c)
-    return captured[-1].detach()
+    return feats.detach()
 
 
 def _finetune_objective(
@@ -269,15 +263,7 @@ def _finetune_objective(
         return torch.cat([x, ctx.x_r[idx]]), target
 
     def forward(m: nn.Module, x: Tensor) -> Output:
-        if twins is None:
-            return m(x), None
-        captured: list[Tensor] = []
-        handle = last_linear(m).register_forward_pre_hook(lambda mod, a: captured.append(a[0].flatten(1)))
-        try:
-            logits = m(x)
-        finally:
-            handle.remove()
-        return logits, captured[-1]
+        return (m(x), None) if twins is None else forward_features(m, x)
 
     def wrong_of(logits: Tensor) -> Tensor | None:
         i = step["i"]

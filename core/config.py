@@ -333,13 +333,10 @@ def check_feasible(cfg: dict, forget_set: Any) -> None:
                 f"leaves {n_retain} retain sample(s), but {method!r} needs {why} "
                 "(at least 2 samples); forget fewer samples",
             )
-    n_forget, n_corrected = len(forget_set.forget_idx), len(forget_set.corrected_y)
-    if cfg["unlearning"].get("align") and n_corrected != n_forget:
-        raise ConfigError(
-            "unlearning.align",
-            f"needs D̃_f paired one to one with D_f ({n_corrected} corrected vs {n_forget} forget "
-            "samples in this scenario); set align to 0",
-        )
+    if cfg["unlearning"].get("align"):
+        from core.unlearning.rules import check_align_pairing
+
+        check_align_pairing(len(forget_set.corrected_y), len(forget_set.forget_idx))
     data = cfg["curvature"]["data"]
     sizes = {
         "retain": n_retain,

@@ -201,16 +201,23 @@ Batch = Callable[[], tuple[Tensor, Tensor | None]]
 Output = tuple[Tensor, Tensor | None]  # (logits, penultimate features or None)
 
 
+def check_align_pairing(n_corrected: int, n_forget: int) -> None:
+    """`align` pulls each D_f input toward its D̃_f twin: ConfigError naming unlearning.align when
+    D̃_f is not paired one to one with a non-empty D_f. Checked before training (config) and by
+    the rule itself (direct callers of core.unlearning.unlearn)."""
+    if n_corrected != n_forget or n_forget == 0:
+        raise ConfigError(
+            "unlearning.align",
+            f"needs D̃_f paired one to one with D_f ({n_corrected} corrected vs {n_forget} forget "
+            "samples here); set align to 0",
+        )
+
+
 def twin_features(ctx: Context) -> Tensor:
     """θ*'s penultimate features of the D̃_f twin of every D_f input (F×d). ConfigError naming
     unlearning.align when D̃_f is not paired with D_f one to one or the model has no nn.Linear
     head: the term is refused, never dropped silently."""
-    if len(ctx.y_c) != len(ctx.y_f) or len(ctx.y_f) == 0:
-        raise ConfigError(
-            "unlearning.align",
-            f"needs D̃_f paired one to one with D_f ({len(ctx.y_c)} corrected vs {len(ctx.y_f)} forget "
-            "samples here); set align to 0",
-        )
+    check_align_pairing(len(ctx.y_c), len(ctx.y_f))
     try:
         with torch.no_grad(), eval_mode(ctx.original):
             _, feats = forward_features(ctx.original, ctx.x_c)

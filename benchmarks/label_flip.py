@@ -35,7 +35,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.transfer import fmt, summarize  # noqa: E402
+from benchmarks.transfer import fmt, machine, summarize  # noqa: E402
 from core import artifacts, metrics, models, training  # noqa: E402
 from core import config as config_mod  # noqa: E402
 from core import sweep as sweep_api  # noqa: E402
@@ -283,13 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {
         "benchmark": "label_flip",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "scenario": SCENARIO,
         "budgets": list(budgets),
         "bar": BAR,

@@ -179,6 +179,17 @@ def table(cells: list[dict]) -> list[dict]:
     return out
 
 
+def machine() -> dict:
+    """Where the figures were measured (written with every result JSON)."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def fmt(s: dict, digits: int = 2) -> str:
     if s["median"] is None:
         return "—"
@@ -237,13 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {
         "benchmark": "transfer",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "machine": machine(),
         "bars": {"cost": COST_BAR, "test_drop": TEST_DROP_BAR},
         "scenarios": {k: {**v, "methods": [list(m) for m in v["methods"]]} for k, v in SCENARIOS.items()},
         "strategies": STRATEGIES,

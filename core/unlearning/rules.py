@@ -144,11 +144,13 @@ def warnecke_iterative(ctx: Context) -> Result:
 
 def masked_finetune(ctx: Context) -> Result:
     """Masked fine-tuning on the forget samples still wrong w.r.t. their corrected labels
-    (`steps` full-batch optimizer steps, Adam by default), lr guarded on the validation split:
+    (`steps` optimizer steps, Adam by default, each on a batch of `forget_batch` of the samples
+    to fix — all of them when fewer), lr guarded on the validation split:
 
-        loss = Σ ℓ(wrong D_f inputs and D̃_f, corrected labels) / |D_f ∪ D̃_f|
-               − ascent · mean ℓ(wrong D_f, poisoned labels)           (ascent 0 by default)
-               + retain_weight · mean ‖f(x; θ) − f(x; θ*)‖² on one fixed D_r batch
+        loss = Σ ℓ(wrong samples of the batch, corrected labels) / |batch|
+               − ascent · mean ℓ(wrong D_f inputs of the batch, poisoned labels)   (ascent 0 by default)
+               + retain_weight · mean ‖f(x; θ) − f(x; θ*)‖² on the step's D_r batch (a fresh one
+                 each step; one fixed batch with retain_fixed)
                + align · mean ‖φ(x_f; θ) − φ(x̃_f; θ*)‖² / mean ‖φ(x̃_f; θ*)‖²   (align 0 by default)
 
     φ: the penultimate features (the input of the last nn.Linear); x̃_f: the D̃_f twin of a D_f

@@ -157,7 +157,7 @@ def masked_finetune(ctx: Context) -> Result:
     input (a backdoor's clean image): `align` pulls what the network sees in a triggered image
     to what θ* saw in the clean one — representation-level unlearning, in the spirit of RMU (Li et
     al. 2024) and of backdoor feature alignment, meant to erase the trigger's feature rather than
-    its link to the target. Stops when every forget sample is right (without `align`). One forward
+    its link to the target. Stops when every forget sample is right (full batches, no `align`). One forward
     pass per step: the forget samples and the retain batch go through the model together,
     "wrong" is read off the same logits."""
     batch, wrong_of, loss_at, forward = _finetune_objective(ctx)

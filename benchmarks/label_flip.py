@@ -72,6 +72,15 @@ SCENARIO = {
 DEFAULT_STRATEGIES = [{"name": "all"}, {"name": "magnitude", "fraction": 0.05}]
 
 
+def scenario(schedule: str) -> dict:
+    """SCENARIO with θ*'s and the retrained model's learning-rate schedule (`train.schedule`):
+    constant (θ* stops mid-descent, as in the rest of the benchmarks) or cosine (the lr decays to
+    0: θ* at the end of its training)."""
+    if schedule == "constant":
+        return SCENARIO
+    return {**SCENARIO, "train": {**SCENARIO["train"], "schedule": schedule}}
+
+
 def finetune_steps(budget: float, n_train: int, train: dict) -> int:
     """`budget` × the retraining epochs in steps of the training batch."""
     return max(1, round(budget * train["epochs"] * math.ceil(n_train / train["batch_size"])))
@@ -110,6 +119,7 @@ def clean_model_accuracy(run: dict, prepared: artifacts.Prepared, seed: int) -> 
         device=torch.device("cpu"),
         optimizer=t["optimizer"],
         weight_decay=t["weight_decay"],
+        schedule=t.get("schedule", "constant"),
     )
     return float((training.predict(model.eval(), ds.x_test).argmax(1) == ds.y_test).float().mean())
 
@@ -131,15 +141,17 @@ def continued_training(
     return model.eval()
 
 
-def control_cells(seed: int, facts: dict, budgets: tuple[float, ...], store: RunStore) -> list[dict]:
+def control_cells(
+    sc: dict, seed: int, facts: dict, budgets: tuple[float, ...], store: RunStore
+) -> list[dict]:
     """The control of every budget: continued training on D as trained (flipped labels kept)."""
-    run = config_mod.normalize({**SCENARIO, "seed": seed, "strategies": []})
+    run = config_mod.normalize({**sc, "seed": seed, "strategies": []})
     prepared = artifacts.prepare(run)
     original, _ = artifacts.train_model(run, prepared, "original", store=store)
     ds, fs = prepared.dataset, prepared.forget_set
     out = []
     for b in budgets:
-        steps = finetune_steps(b, len(fs.retrain_data()[1]), SCENARIO["train"])
+        steps = finetune_steps(b, len(fs.retrain_data()[1]), sc["train"])
         start = time.perf_counter()
         model = continued_training(original, fs.x_train, fs.y_train, steps, seed)
         seconds = time.perf_counter() - start
@@ -165,9 +177,9 @@ def control_cells(seed: int, facts: dict, budgets: tuple[float, ...], store: Run
     return out
 
 
-def seed_facts(seed: int, store: RunStore) -> tuple[dict, int]:
+def seed_facts(sc: dict, seed: int, store: RunStore) -> tuple[dict, int]:
     """θ*, retrained and noise-floor figures of one seed; and |D_r ∪ D̃_f|."""
-    run = config_mod.normalize({**SCENARIO, "seed": seed, "strategies": []})
+    run = config_mod.normalize({**sc, "seed": seed, "strategies": []})
     prepared = artifacts.prepare(run)
     original, _ = artifacts.train_model(run, prepared, "original", store=store)
     retrained, meta = artifacts.train_model(run, prepared, "retrained", store=store)
@@ -222,21 +234,29 @@ def markdown(facts: list[dict], rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", default=str(DEFAULT_STORE))
-    parser.add_argument("--out", default=str(RESULTS / "label_flip.json"))
+    parser.add_argument("--out", help="default: results/label_flip.json, label_flip_cosine.json for cosine")
+    parser.add_argument(
+        "--schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="train.schedule of θ* and the retrained model (cosine: lr decayed to 0)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--quick", action="store_true", help="seed 0, budgets 0.1 and 0.5")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     seeds, budgets = ([0], (0.1, 0.5)) if args.quick else (args.seeds, BUDGETS)
     store = RunStore(args.store)
+    sc = scenario(args.schedule)
+    suffix = "" if args.schedule == "constant" else f"_{args.schedule}"
     facts, cells = [], []
     for seed in seeds:
-        f, n_train = seed_facts(seed, store)
+        f, n_train = seed_facts(sc, seed, store)
         facts.append(f)
         print(json.dumps(f), flush=True)
-        for method, options, strategies, name in settings(budgets, n_train, SCENARIO["train"]):
+        for method, options, strategies, name in settings(budgets, n_train, sc["train"]):
             cfg = {
-                **SCENARIO,
+                **sc,
                 "seeds": [seed],
                 "strategies": strategies,
                 "methods": [method],
@@ -260,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
                 }
                 cells.append(rec)
                 print(json.dumps(rec), flush=True)
-        for rec in control_cells(seed, f, budgets, store):
+        for rec in control_cells(sc, seed, f, budgets, store):
             cells.append(rec)
             print(json.dumps(rec), flush=True)
     keys = dict.fromkeys((c["setting"], c["label"]) for c in cells)
@@ -283,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "label_flip",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "scenario": SCENARIO,
+        "scenario": sc,
         "budgets": list(budgets),
         "bar": BAR,
         "facts": facts,
@@ -291,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
         "markdown": report,
         "cells": cells,
     }
-    out_path = Path(args.out)
+    out_path = Path(args.out or RESULTS / f"label_flip{suffix}.json")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=1))
     out_path.with_suffix(".md").write_text(report + "\n")

@@ -100,6 +100,7 @@ def train_model(
         progress=progress,
         optimizer=t["optimizer"],
         weight_decay=t["weight_decay"],
+        schedule=t.get("schedule", "constant"),
     )
     meta = {"history": hist.epochs, "seconds": hist.seconds}
     if store is not None:

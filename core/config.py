@@ -25,6 +25,10 @@ CURVATURE_DATA = ("full", "retain", "forget", "corrected")
 # configs without them do not change): `samples`, the size of the seeded subsample of the
 # curvature data (null: all of it; core.curvature.hessian_diagonal's `subsample`)
 CURVATURE_OPTIONAL = ("samples",)
+# optional "train" key, left out of the normalized config when "constant" (the old behaviour,
+# so the cache keys of configs without it do not change): `schedule`, the learning rate over
+# the training steps (core.training.SCHEDULES: constant, or cosine decay from lr to 0)
+TRAIN_OPTIONAL = ("schedule",)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 DEFAULTS: dict[str, Any] = {
@@ -238,13 +242,17 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
         sc = dict(DEFAULTS["scenario"])
     out["scenario"] = normalize_scenario(sc)
 
-    tr = _merge_section(cfg, "train", set(DEFAULTS["train"]))
+    tr = _merge_section(cfg, "train", set(DEFAULTS["train"]) | set(TRAIN_OPTIONAL))
     tr["epochs"] = _pos_int(tr["epochs"], "train.epochs", maximum=10_000)
     tr["lr"] = _pos_num(tr["lr"], "train.lr")
     tr["batch_size"] = _pos_int(tr["batch_size"], "train.batch_size", maximum=1_000_000)
     _choice(tr["optimizer"], ("adam", "sgd"), "train.optimizer")
     if not _is_num(tr["weight_decay"]) or tr["weight_decay"] < 0:
         raise ConfigError("train.weight_decay", f"must be a number ≥ 0, got {tr['weight_decay']!r}")
+    if tr.get("schedule", "constant") == "constant":
+        tr.pop("schedule", None)
+    else:
+        _choice(tr["schedule"], ("constant", "cosine"), "train.schedule")
     out["train"] = tr
 
     estimators = _registry("estimators")

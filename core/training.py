@@ -18,6 +18,8 @@ from torch import nn
 from core.errors import ConfigError, NumericalError
 
 OPTIMIZERS = ("adam", "sgd")
+# learning-rate schedules over all training steps: constant, or cosine decay from lr to 0
+SCHEDULES = ("constant", "cosine")
 # progress(epoch, total_epochs, loss, accuracy) — called after every epoch
 Progress = Callable[[int, int, float, float], None]
 
@@ -59,6 +61,16 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     raise ConfigError("train.optimizer", f"unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
 
 
+def scheduled_lr(lr: float, step: int, total_steps: int, schedule: str) -> float:
+    """The learning rate of optimizer step `step` (0-based) of `total_steps`: `lr` throughout
+    ("constant"), or ½·lr·(1 + cos(π·step/total_steps)) ("cosine": lr at the first step, → 0 at
+    the last). Written out rather than torch's CosineAnnealingLR, whose chained form drifts from
+    the closed form over thousands of steps and would tie the weights to its internals."""
+    if schedule == "constant":
+        return lr
+    return 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
+
+
 def train(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -72,6 +84,7 @@ def train(
     progress: Progress | None = None,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    schedule: str = "constant",
 ) -> History:
     """Minimise the mean cross-entropy of `model` on (inputs N×C×H×W, targets N) in place.
 
@@ -81,6 +94,10 @@ def train(
     dev = resolve_device(device)
     model.to(dev)
     opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    if schedule not in SCHEDULES:
+        raise ConfigError("train.schedule", f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+    total_steps = epochs * math.ceil(len(targets) / batch_size)
+    step = 0
     gen = torch.Generator().manual_seed(int(seed))
     x_all, y_all = inputs.to(dev), targets.to(dev)
     n = len(y_all)
@@ -99,7 +116,10 @@ def train(
             loss = F.cross_entropy(logits, y_all[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = scheduled_lr(lr, step, total_steps, schedule)
             opt.step()
+            step += 1
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == y_all[idx]).sum()
         mean_loss = float(loss_sum) / n  # one host sync per epoch

@@ -349,6 +349,17 @@ def test_label_flip_budgets_are_shares_of_the_retraining_steps_and_valid_options
         assert strategies and name
 
 
+def test_label_flip_schedule_reaches_the_models_config_and_leaves_the_constant_keys():
+    from benchmarks import label_flip
+    from core import artifacts, config
+
+    plain = config.normalize({**label_flip.scenario("constant"), "strategies": []})
+    cos = config.normalize({**label_flip.scenario("cosine"), "strategies": []})
+    assert plain == config.normalize({**label_flip.SCENARIO, "strategies": []})
+    assert cos["train"]["schedule"] == "cosine" and "schedule" not in label_flip.SCENARIO["train"]
+    assert artifacts.model_key(cos, "original") != artifacts.model_key(plain, "original")
+
+
 def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():
     import torch
     from torch import nn

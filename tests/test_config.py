@@ -35,6 +35,8 @@ def test_partial_sections_keep_defaults():
         ({"train": {"lr": -0.1}}, "train.lr"),
         ({"train": {"lr": float("nan")}}, "train.lr"),
         ({"train": {"momentum": 0.9}}, "train.momentum"),
+        ({"train": {"schedule": "step"}}, "train.schedule"),
+        ({"train": {"schedule": 1}}, "train.schedule"),
         ({"scenario": {"kind": "poison"}}, "scenario.kind"),
         ({"scenario": "backdoor"}, "scenario"),
         ({"curvature": {"method": "kfac"}}, "curvature.method"),
@@ -246,6 +248,18 @@ def test_curvature_samples_is_optional_checked_and_keys_the_curvature_cache():
         with pytest.raises(ConfigError) as e:
             config.normalize({"curvature": {"samples": bad}})
         assert e.value.field == "curvature.samples"
+
+
+def test_train_schedule_is_optional_and_keys_the_trained_models():
+    from core import artifacts
+
+    plain = config.normalize({})
+    assert "schedule" not in plain["train"]  # "constant" is the old behaviour: keys unchanged
+    assert config.normalize({"train": {"schedule": "constant"}}) == plain
+    cos = config.normalize({"train": {"schedule": "cosine"}})
+    assert cos["train"]["schedule"] == "cosine" and config.normalize(cos) == cos
+    for role in ("original", "retrained"):
+        assert artifacts.model_key(cos, role) != artifacts.model_key(plain, role)
 
 
 def test_a_new_estimator_is_accepted_from_its_registry_entry():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -77,3 +79,56 @@ def test_device_choice():
 def test_accuracy_of_empty_set_is_none(digits):
     m = models.build("mlp", digits, seed=0)
     assert training.accuracy(m, digits.x_test[:0], digits.y_test[:0]) is None
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_cosine_schedule_sets_each_step_lr(digits, optimizer, monkeypatch):
+    """The lr the optimizer holds at each step, observed from outside, is the closed-form cosine
+    ½·lr·(1 + cos(π s / T)) over T = epochs × batches per epoch: lr first, → 0 at the end."""
+    seen = []
+    cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    original_step = cls.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "step", spy)
+    x, y = digits.x_train[:100], digits.y_train[:100]
+    m = models.build("mlp", digits, seed=0)
+    training.train(
+        m,
+        x,
+        y,
+        epochs=3,
+        lr=0.01,
+        batch_size=32,
+        seed=0,
+        device="cpu",
+        optimizer=optimizer,
+        schedule="cosine",
+    )
+    total = 3 * 4  # ceil(100 / 32) = 4 batches per epoch
+    expected = [0.005 * (1 + math.cos(math.pi * s / total)) for s in range(total)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert seen[0] == 0.01 and seen[-1] < 0.01 * 0.02
+    seen.clear()
+    training.train(m, x, y, epochs=1, lr=0.01, batch_size=32, seed=0, device="cpu", optimizer=optimizer)
+    assert seen == [0.01] * 4  # "constant" (the default) leaves lr alone
+
+
+def test_cosine_schedule_changes_weights_deterministically(digits):
+    x, y = digits.x_train[:200], digits.y_train[:200]
+    out = {}
+    for name, schedule in (("constant", "constant"), ("cosine", "cosine"), ("cosine again", "cosine")):
+        m = models.build("cnn", digits, seed=3)
+        training.train(m, x, y, epochs=2, lr=3e-3, batch_size=32, seed=3, device="cpu", schedule=schedule)
+        out[name] = torch.cat([p.detach().flatten() for p in m.parameters()])
+    assert torch.equal(out["cosine"], out["cosine again"])
+    assert not torch.equal(out["cosine"], out["constant"])
+
+
+def test_unknown_schedule_names_the_field(digits):
+    m = models.build("mlp", digits, seed=0)
+    with pytest.raises(ConfigError, match="train.schedule"):
+        training.train(m, digits.x_train[:10], digits.y_train[:10], epochs=1, device="cpu", schedule="step")

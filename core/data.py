@@ -170,9 +170,15 @@ def _root_dirs(root: str | None, *defaults: str) -> list[Path]:
 
 
 def _fashion_mnist(root: str | None, seed: int = 0) -> Dataset:
+    # a root the user gives is the only place searched: a missing or empty folder is an error,
+    # not a silent fall-back to the system copy
+    if root and not Path(root).expanduser().is_dir():
+        raise DataError(f"fashion-mnist: root {root} is not a folder (leave root empty for the system copy)")
     return _idx_dataset(
         "fashion-mnist",
-        _root_dirs(root, *FASHION_MNIST_DIRS),
+        _root_dirs(root) + [Path(root).expanduser() / "raw"]
+        if root
+        else _root_dirs(None, *FASHION_MNIST_DIRS),
         FASHION_CLASSES,
         "Install it with `apt-get install dataset-fashion-mnist` or pass root=FOLDER "
         "holding the four IDX files.",
@@ -278,6 +284,11 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str = "npz") -> None:
             raise DataError(f"{source}: y_{split} has negative labels (min {y.min()})")
         if not np.isfinite(x).all():
             raise DataError(f"{source}: x_{split} contains NaN or infinite values")
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max() > np.finfo(np.float32).max:
+            raise DataError(
+                f"{source}: x_{split} has values up to {np.abs(x).max():.3g}, beyond float32's range "
+                "(pixels are stored as float32); rescale the images"
+            )
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(
             f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
@@ -295,7 +306,10 @@ def check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str = "npz") 
     if len(present) < 2:
         raise DataError(f"{source}: y_train must hold at least 2 classes, found {present.tolist()}")
     if len(present) != n_classes:  # a gap: the labels above it are strays (42 among 0..9)
-        gap = min(set(range(n_classes)) - set(present.tolist()))
+        # the first missing class, from the sorted labels present (never range(max label): a
+        # stray label of 2**40 would build a set of 2**40 integers)
+        missing = np.nonzero(present != np.arange(len(present)))[0]
+        gap = int(missing[0]) if len(missing) else len(present)
         stray = present[present > gap].tolist()
         raise DataError(
             f"{source}: y_train has label {stray[0]}{' (and more)' if len(stray) > 1 else ''} but no "

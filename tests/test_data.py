@@ -57,6 +57,17 @@ def test_fashion_mnist_from_root(tmp_path):
     assert ds.classes[0] == "T-shirt/top" and len(ds.y_train) == 12
 
 
+def test_a_fashion_mnist_root_is_the_only_place_searched(tmp_path):
+    """A root that is missing or empty is an error naming it, never the system copy instead."""
+    with pytest.raises(DataError, match="root .*nope is not a folder"):
+        data.load("fashion-mnist", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match=f"searched {tmp_path}, {tmp_path / 'raw'}\\. "):
+        data.load("fashion-mnist", str(tmp_path))
+    (tmp_path / "raw").mkdir()
+    _write_idx_set(tmp_path / "raw", seed=4)  # torchvision's layout: root/raw
+    assert len(data.load("fashion-mnist", str(tmp_path)).y_train) == 12
+
+
 def test_missing_mnist_names_paths(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path)):
         data.load("mnist", str(tmp_path))
@@ -169,6 +180,26 @@ def test_npz_labels_must_be_the_training_classes(tmp_path):
         data.load("npz", str(path))
     np.savez(path, **arrays)
     assert len(data.load("npz", str(path)).classes) == 10
+
+
+@pytest.mark.parametrize("label", [2**40, np.iinfo(np.uint64).max])
+def test_a_huge_stray_label_is_refused_without_enumerating_the_classes(tmp_path, label):
+    """A label of 2**40 once made check_classes build range(2**40 + 1) and exhaust memory."""
+    y_train = (np.arange(40) % 10).astype(np.uint64 if label > 2**63 else np.int64)
+    y_train[7] = label
+    arrays = {"x_train": np.zeros((40, 8, 8)), "y_train": y_train, "x_test": np.zeros((10, 8, 8))}
+    np.savez(tmp_path / "huge.npz", **arrays, y_test=np.arange(10))
+    with pytest.raises(DataError, match=f"y_train has label {label} but no sample of class 10"):
+        data.load("npz", str(tmp_path / "huge.npz"))
+
+
+def test_pixels_beyond_float32_are_refused_naming_the_array(tmp_path):
+    x_train = np.zeros((20, 8, 8))
+    x_train[3, 2, 2] = 1e300  # finite in float64, inf once cast to the float32 the models use
+    arrays = {"x_train": x_train, "y_train": np.arange(20) % 2, "x_test": np.zeros((4, 8, 8))}
+    np.savez(tmp_path / "big.npz", **arrays, y_test=np.arange(4) % 2)
+    with pytest.raises(DataError, match="x_train has values up to 1e\\+300, beyond float32"):
+        data.load("npz", str(tmp_path / "big.npz"))
 
 
 def test_a_file_that_is_not_a_zip_is_not_a_npz_file(tmp_path):

@@ -17,6 +17,7 @@ from torch import nn
 from core import config as config_mod
 from core import data, models, scenarios, selection, training
 from core.errors import ConfigError
+from core.functional import trainable
 from core.store import RunStore, config_key
 
 Scores = dict[str, torch.Tensor]
@@ -46,6 +47,20 @@ def check(cfg: dict, prepared: Prepared) -> None:
     data (empty retain set, curvature data that does not exist, …) and budgets that select no
     parameter. Raises ConfigError naming the field."""
     config_mod.check_feasible(cfg, prepared.forget_set)
+    training.resolve_device(cfg["device"])  # a device absent here: refused before the store records
+    if "device" in cfg["unlearning"]:
+        try:
+            training.resolve_device(cfg["unlearning"]["device"])
+        except ConfigError as e:
+            raise ConfigError("unlearning.device", e.message) from None
+    if not cfg.get("fractions"):  # a run, or a sweep without `fractions`: each strategy its own
+        for i, s in enumerate(cfg["strategies"]):
+            if is_budgeted(s) and all(s.get(k) is None for k in ("fraction", "quantile", "threshold")):
+                raise ConfigError(
+                    f"strategies[{i}].fraction",
+                    f"strategy {s['name']!r} needs a budget: fraction, quantile or threshold"
+                    + (" (or the sweep's `fractions`)" if "seeds" in cfg else ""),
+                )
     n_params = models.count_parameters(models.build(cfg["model"], prepared.dataset))
     fractions = [s.get("fraction") for s in cfg["strategies"] if is_budgeted(s)]
     fractions += cfg.get("fractions") or []
@@ -81,7 +96,7 @@ def train_model(
     dev = device or training.resolve_device(cfg["device"])
     model = models.build(cfg["model"], prepared.dataset, seed=cfg["seed"])
     name = model_key(cfg, role)
-    found = store.load_artifact(name) if store is not None else None
+    found = store.load_artifact(name, like=model.state_dict()) if store is not None else None
     if found is not None:
         model.load_state_dict(found[0])
         return model.to(dev).eval(), {**found[1], "cached": True}
@@ -108,6 +123,12 @@ def train_model(
     return model.eval(), {**meta, "cached": False}
 
 
+def _like(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Shape-and-dtype templates (no memory: the meta device) of per-parameter tensors — diag H
+    (float32) or a live mask (bool) — that a stored artifact must match."""
+    return {n: torch.empty(p.shape, dtype=dtype, device="meta") for n, p in trainable(model)}
+
+
 def curvature_key(cfg: dict) -> str:
     """Store name of the Hessian diagonal of a run's θ* under its "curvature" section."""
     return f"curv-{config_key({'model': model_key(cfg, 'original'), 'curvature': cfg['curvature']})}"
@@ -131,7 +152,7 @@ def curvature_scores(
     from core.curvature import ESTIMATORS, hessian_diagonal
 
     name = curvature_key(cfg)
-    found = store.load_artifact(name) if store is not None else None
+    found = store.load_artifact(name, like=_like(original, torch.float32)) if store is not None else None
     if found is not None:
         return found[0], found[1]["seconds"], True
     cv, fs = cfg["curvature"], prepared.forget_set
@@ -195,9 +216,9 @@ def liveness(
     del scores
     fs, start = prepared.forget_set, time.perf_counter()
     name = f"live-{config_key({'model': model_key(cfg, 'original')})}"
-    found = store.load_artifact(name) if store is not None else None
+    found = store.load_artifact(name, like=_like(original, torch.bool)) if store is not None else None
     if found is not None:
-        return {n: t.bool() for n, t in found[0].items()}, found[1]["seconds"], "empirical_fisher", True
+        return found[0], found[1]["seconds"], "empirical_fisher", True
     live = selection.live_mask(original, fs.x_train, fs.y_train)
     seconds = time.perf_counter() - start
     if store is not None:

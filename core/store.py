@@ -216,7 +216,8 @@ class RunStore:
         return self.checkpoints / f"{name}.safetensors"
 
     def save_checkpoint(self, name: str, state: dict[str, torch.Tensor]) -> Path:
-        """Write a state dict atomically (temp file + rename) as safetensors."""
+        """Write a state dict atomically (temp file + rename) as safetensors, with its content
+        digest and its own name in the metadata (a file copied over another's name is refused)."""
         from safetensors.torch import save_file
 
         path = self.checkpoint_path(name)
@@ -224,7 +225,7 @@ class RunStore:
         fd, tmp = tempfile.mkstemp(dir=self.checkpoints, suffix=".tmp")
         os.close(fd)
         try:
-            save_file(tensors, tmp, metadata={"sha256": _digest(tensors)})
+            save_file(tensors, tmp, metadata={"sha256": _digest(tensors), "name": name})
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -234,21 +235,36 @@ class RunStore:
     def has_checkpoint(self, name: str) -> bool:
         return self.checkpoint_path(name).is_file()
 
-    def load_checkpoint(self, name: str) -> dict[str, torch.Tensor]:
-        """Read a checkpoint; a truncated or altered file raises StoreError."""
-        return load_checkpoint_file(self.checkpoint_path(name))
+    def load_checkpoint(
+        self, name: str, like: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Read a checkpoint; a truncated or altered file, one saved under another name, or (with
+        `like`) one whose tensor names, shapes or dtypes differ from `like`'s raises StoreError
+        naming the file and the way out (delete it: it is recomputed on the next run)."""
+        path = self.checkpoint_path(name)
+        tensors = load_checkpoint_file(path, expect_name=name)
+        if like is not None:
+            problem = _mismatch(tensors, like)
+            if problem:
+                raise StoreError(f"checkpoint {path} does not fit: {problem}; {REMEDY}")
+        return tensors
 
     # -- artifacts: a checkpoint plus a JSON sidecar (e.g. the seconds it took to compute) ----
-    def load_artifact(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
-        """(tensors, meta) of a stored artifact, or None when either file is missing."""
+    def load_artifact(
+        self, name: str, like: dict[str, torch.Tensor] | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(tensors, meta) of a stored artifact, or None when either file is missing; `like` as
+        in `load_checkpoint`."""
         meta_path = self.checkpoints / f"{name}.json"
         if not (self.has_checkpoint(name) and meta_path.is_file()):
             return None
-        tensors = self.load_checkpoint(name)
+        tensors = self.load_checkpoint(name, like)
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as e:
-            raise StoreError(f"{meta_path} is not valid JSON ({e})") from e
+            raise StoreError(f"{meta_path} is not valid JSON ({e}); {REMEDY}") from e
+        if not isinstance(meta, dict):
+            raise StoreError(f"{meta_path} is not a JSON object; {REMEDY}")
         return tensors, meta
 
     def save_artifact(self, name: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
@@ -272,8 +288,23 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a safetensors checkpoint and verify its content digest."""
+REMEDY = "delete it (and its .json) to recompute it on the next run"
+
+
+def _mismatch(tensors: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> str | None:
+    """What differs between a loaded state and the expected one (names, shapes, dtypes), or None."""
+    if set(tensors) != set(like):
+        missing, extra = sorted(set(like) - set(tensors)), sorted(set(tensors) - set(like))
+        return f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+    for k, t in tensors.items():
+        if tuple(t.shape) != tuple(like[k].shape) or t.dtype != like[k].dtype:
+            return f"{k!r} is {t.dtype} {tuple(t.shape)}, expected {like[k].dtype} {tuple(like[k].shape)}"
+    return None
+
+
+def load_checkpoint_file(path: str | os.PathLike, expect_name: str | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors checkpoint and verify its content digest (and, with `expect_name`, that
+    it was saved under that name, for files that carry one)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -284,7 +315,9 @@ def load_checkpoint_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise StoreError(f"checkpoint {path} is corrupt or truncated ({e})") from e
+        raise StoreError(f"checkpoint {path} is corrupt or truncated ({e}); {REMEDY}") from e
     if "sha256" in meta and meta["sha256"] != _digest(tensors):
-        raise StoreError(f"checkpoint {path} was altered: its content does not match its digest")
+        raise StoreError(f"checkpoint {path} was altered: its content does not match its digest; {REMEDY}")
+    if expect_name is not None and meta.get("name", expect_name) != expect_name:
+        raise StoreError(f"checkpoint {path} holds {meta['name']!r}, not {expect_name!r}; {REMEDY}")
     return tensors

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,3 +111,33 @@ def test_cli_reports_corrupted_checkpoint(tmp_path):
         ck.write_bytes(bytes(data))
     p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     assert p.returncode == 2 and "altered" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_checkpoint_copied_over_another_or_with_other_tensors_is_refused(tmp_path):
+    """The digest lives in the file, so a self-consistent file of another artifact (the live mask
+    copied over θ*) once loaded silently — bool masks cast into float weights; and a file with
+    other tensor names crashed in load_state_dict. Both are StoreErrors naming the file and the
+    way out; deleting the file recomputes it."""
+    from safetensors.torch import save_file
+
+    from core.errors import StoreError
+
+    store = RunStore(tmp_path)
+    cfg = small_config(train={"epochs": 2}, retrain=False, strategies=[{"name": "random", "fraction": 0.05}])
+    experiment.run(cfg, store=store)
+    original = next(store.checkpoints.glob("original-*.safetensors"))
+    live = next(store.checkpoints.glob("live-*.safetensors"))
+    good = original.read_bytes()
+    original.write_bytes(live.read_bytes())
+    with pytest.raises(StoreError, match=r"holds 'live-.*', not 'original-.*'; delete it"):
+        experiment.run(cfg, store=store)
+    save_file({"foo": torch.zeros(3)}, str(original))  # no name in its metadata: the tensors decide
+    with pytest.raises(StoreError, match=r"does not fit: missing .*delete it"):
+        experiment.run(cfg, store=store)
+    save_file({k: v.double() for k, v in store.load_checkpoint(live.stem).items()}, str(live))
+    original.write_bytes(good)
+    with pytest.raises(StoreError, match=r"does not fit: .* is torch.float64 .*expected torch.bool"):
+        experiment.run(cfg, store=store)
+    live.unlink()
+    live.with_suffix(".json").unlink()
+    assert experiment.run(cfg, store=store)["strategies"][0]["n_selected"] > 0  # recomputed

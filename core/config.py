@@ -31,6 +31,15 @@ CURVATURE_OPTIONAL = ("samples",)
 TRAIN_OPTIONAL = ("schedule",)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+
+def is_device_name(value: Any) -> bool:
+    """auto, cpu, mps, cuda or cuda:N — what torch.device accepts of ours ("cpu:abc" is not)."""
+    if not isinstance(value, str):
+        return False
+    kind, _, index = value.partition(":")
+    return kind in DEVICES and (not index or (kind == "cuda" and index.isdigit()))
+
+
 DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "root": None,
@@ -130,6 +139,9 @@ def normalize_strategy(s: Any, field: str) -> dict:
     for k in s:
         if k not in allowed:
             raise ConfigError(f"{field}.{k}", f"unknown key for {entry.name!r}; allowed: {sorted(allowed)}")
+    given = [k for k in ("fraction", "quantile", "threshold") if s.get(k) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{field}.{given[1]}", f"give one budget, not {' and '.join(given)}")
     if s.get("fraction") is not None:
         s["fraction"] = check_fraction(s["fraction"], f"{field}.fraction")
     for flag in ("largest", "per_layer", "include_zero"):
@@ -232,8 +244,10 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
     out["model"] = _choice(cfg.get("model", DEFAULTS["model"]), tuple(_registry("models")), "model")
     out["seed"] = _pos_int(cfg.get("seed", 0), "seed", minimum=0, maximum=2**31 - 1)
     out["device"] = cfg.get("device", "auto")
-    if not isinstance(out["device"], str) or out["device"].split(":")[0] not in DEVICES:
-        raise ConfigError("device", f"{out['device']!r} is not allowed; choose one of {list(DEVICES)}")
+    if not is_device_name(out["device"]):
+        raise ConfigError(
+            "device", f"{out['device']!r} is not allowed; choose one of {list(DEVICES)} or cuda:N"
+        )
 
     if "scenario" in cfg:
         sc = dict(_dict(cfg["scenario"], "scenario"))

@@ -84,8 +84,24 @@ def unlearning_hparams(cfg: dict, method: str | None = None) -> tuple[str, dict]
             "train_lr": t["lr"],
             "batch_size": t["batch_size"],
             "train_optimizer": t["optimizer"],
+            "train_weight_decay": t["weight_decay"],
+            "train_schedule": t.get("schedule", "constant"),
         }
     return method, u
+
+
+def _empty_budget(strategy: dict, fraction: float | None) -> tuple[str, str]:
+    """(field, message) for a budget whose mask selects no parameter (a threshold above every
+    score, say), with the way out; the budget is what is named, not the mask."""
+    label = selection.strategy_label(strategy, fraction)
+    largest = strategy.get("largest", True)
+    if fraction is None and strategy.get("threshold") is not None:
+        way = "lower the threshold" if largest else "raise the threshold"
+        return "threshold", f"{label}: threshold {strategy['threshold']:g} selects no parameter; {way}"
+    if fraction is None and strategy.get("quantile") is not None:
+        way = "lower the quantile" if largest else "raise the quantile"
+        return "quantile", f"{label}: quantile {strategy['quantile']:g} selects no parameter; {way}"
+    return "fraction", f"{label}: the budget selects no parameter; raise the fraction"
 
 
 def apply_strategy(
@@ -127,6 +143,8 @@ def apply_strategy(
         seed=seed,
     )
     mask_seconds = time.perf_counter() - start
+    if not any(bool(m.any()) for m in mask.values()):
+        raise ConfigError(*_empty_budget(strategy, fraction))
     hp = dict(hparams)
     if method == "second_order" and hp.get("solver") == "diagonal":
         hp["scores"] = shared.scores

@@ -186,6 +186,29 @@ def test_retrain_ignores_the_mask_and_trains_from_scratch():
     assert not torch.equal(flat(new), flat(model)) and log["epochs"] == 2
 
 
+def test_the_retrain_method_trains_like_the_runs_train_section(monkeypatch):
+    """The `retrain` row is trained with the run's optimizer, weight decay and lr schedule — the
+    same recipe as the retrained reference (it once dropped weight_decay and the schedule)."""
+    from core import config, experiment
+    from core.unlearning import rules
+    from tests.conftest import small_config
+
+    train = {"epochs": 2, "lr": 0.01, "batch_size": 16, "weight_decay": 0.01, "schedule": "cosine"}
+    cfg = config.normalize(small_config(train=train, unlearning={"method": "retrain"}))
+    method, hp = experiment.unlearning_hparams(cfg)
+    assert method == "retrain" and hp["train_schedule"] == "cosine" and hp["train_weight_decay"] == 0.01
+    seen, real = {}, rules.train
+    monkeypatch.setattr(rules, "train", lambda *a, **k: seen.update(k) or real(*a, **k))
+    unlearning.unlearn(small_net(), None, tiny_forget_set(), "retrain", **hp)
+    assert {k: seen[k] for k in ("epochs", "lr", "batch_size", "weight_decay", "schedule")} == {
+        "epochs": 2,
+        "lr": 0.01,
+        "batch_size": 16,
+        "weight_decay": 0.01,
+        "schedule": "cosine",
+    }
+
+
 def test_bad_input_is_refused():
     fs, model = tiny_forget_set(), small_net()
     empty = {n: torch.zeros(p.shape, dtype=torch.bool) for n, p in model.named_parameters()}

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.config import is_device_name
 from core.errors import ConfigError
 from core.unlearning import rules
 
@@ -41,7 +42,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "val_tolerance": NON_NEGATIVE,
     "check_every": AUTO_OR_INT,
     "val_max": _int(20),
-    "device": ((lambda v: isinstance(v, str)), "a device name such as 'cpu' or 'cuda'"),
+    "device": (is_device_name, "a device name: auto, cpu, cuda, cuda:N or mps"),
     "steps": AUTO_OR_INT,
     "forget_epochs": POSITIVE,
     "ascent": NON_NEGATIVE,
@@ -68,6 +69,8 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "epochs": _int(1),
     "train_lr": POSITIVE,
     "train_optimizer": _choice("adam", "sgd"),
+    "train_weight_decay": NON_NEGATIVE,
+    "train_schedule": _choice("constant", "cosine"),
     "rho": NON_NEGATIVE,
     "align": NON_NEGATIVE,
 }
@@ -212,7 +215,14 @@ METHODS: dict[str, Method] = {
             "Retrain (gold standard)",
             "Training from scratch on D_r ∪ D̃_f; ignores the mask.",
             rules.retrain,
-            {"epochs": 30, "train_lr": 1e-3, "batch_size": 64, "train_optimizer": "adam"},
+            {
+                "epochs": 30,
+                "train_lr": 1e-3,
+                "batch_size": 64,
+                "train_optimizer": "adam",
+                "train_weight_decay": 0.0,
+                "train_schedule": "constant",
+            },
             uses_mask=False,
         ),
     ]

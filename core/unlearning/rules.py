@@ -422,6 +422,8 @@ def retrain(ctx: Context) -> Result:
         seed=ctx.seed,
         device=ctx.device,
         optimizer=hp["train_optimizer"],
+        weight_decay=hp["train_weight_decay"],
+        schedule=hp["train_schedule"],
     )
     ctx.grad_evals += hp["epochs"] * len(y)
     return model, {"epochs": hp["epochs"], "lr": hp["train_lr"], "train_seconds": hist.seconds}

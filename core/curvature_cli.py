@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def curvature_command(config: dict, out: str, *, store: Any = None) -> dict:
     suffix = Path(out).suffix
     if suffix not in (".safetensors", ".npz"):
         raise ConfigError("--out", f"need a .safetensors or .npz path, got {out!r}")
+    _check_writable(Path(out))
     cfg = config_mod.normalize(config)
     prepared = experiment.prepare(cfg)
     experiment.check(cfg, prepared)
@@ -44,6 +46,20 @@ def curvature_command(config: dict, out: str, *, store: Any = None) -> dict:
     summary.update(method=cv["method"], data=cv["data"], seconds=seconds, cached=cached, scores_path=str(out))
     Path(str(out) + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse, before anything is trained, an --out that cannot be written: a folder, or a path
+    under a file (the nearest existing ancestor must be a writable folder)."""
+    if out.is_dir():
+        raise ConfigError("--out", f"{out} is a folder; give a file path ending in .safetensors or .npz")
+    parent = out.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError("--out", f"cannot write {out}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError("--out", f"cannot write {out}: {parent} is not writable")
 
 
 def write_scores(scores: dict[str, torch.Tensor], out: str) -> None:

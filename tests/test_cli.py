@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from core import metrics, selection
 from core.store import RunStore
@@ -81,6 +82,17 @@ def test_run_json_carries_the_result_contract(tmp_path):
         ({"unlearning": {"method": "magic"}}, "unlearning.method"),
         ({"unlearning": {"lr": -1}}, "unlearning.lr"),
         ({"dataset": "mnist", "root": "/nonexistent/folder"}, "mnist"),
+        ({"dataset": "fashion-mnist", "root": "/nonexistent/folder"}, "fashion-mnist: root"),
+        ({"device": "cpu:abc"}, "device"),
+        ({"unlearning": {"device": "tpu"}}, "unlearning.device"),
+        ({"strategies": [{"name": "saps"}]}, "strategies[0].fraction"),
+        ({"strategies": [{"name": "saps", "fraction": 0.1, "quantile": 0.5}]}, "strategies[0].quantile"),
+        (
+            {"strategies": [{"name": "magnitude", "quantile": 0.5, "threshold": 0.1}]},
+            "strategies[0].threshold",
+        ),
+        ({"scenario": {"kind": "label_flip", "fraction": 0.1, "size": 10}}, "scenario.size"),
+        ({"scenario": {"kind": "backdoor", "value": float("inf")}}, "scenario.value"),
     ],
 )
 def test_bad_config_exits_2_and_stores_nothing(tmp_path, capsys, cfg, field):
@@ -91,6 +103,34 @@ def test_bad_config_exits_2_and_stores_nothing(tmp_path, capsys, cfg, field):
     assert field in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not store.exists() or RunStore(store).list_runs() == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present: the device is valid here")
+@pytest.mark.parametrize(
+    "cfg", [{"device": "cuda"}, {"device": "cuda:1"}, {"unlearning": {"device": "cuda"}}]
+)
+def test_an_absent_device_exits_2_before_the_store_records(tmp_path, capsys, cfg):
+    store = tmp_path / "store"
+    rc, _, err = cli_inproc(
+        capsys, "run", "--config", write(tmp_path, {**FAST, **cfg}), "--store", str(store)
+    )
+    assert rc == 2 and "device" in err and "not available" in err and "Traceback" not in err
+    assert not store.exists() or RunStore(store).list_runs() == []
+
+
+def test_an_empty_threshold_budget_names_the_threshold(tmp_path, capsys):
+    cfg = {**FAST, "strategies": [{"name": "saps", "threshold": 1e9}], "retrain": False}
+    rc, _, err = cli_inproc(capsys, "run", "--config", write(tmp_path, cfg), "--store", str(tmp_path / "s"))
+    assert rc == 2 and "threshold: " in err and "selects no parameter; lower the threshold" in err
+
+
+def test_curvature_out_under_a_file_exits_2_before_training(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    out = str(tmp_path / "afile" / "scores.npz")
+    args = ("curvature", "--config", write(tmp_path, FAST), "--out", out, "--store", str(tmp_path / "s"))
+    rc, _, err = cli_inproc(capsys, *args)
+    assert rc == 2 and "--out" in err and "is a file" in err
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s" / "checkpoints").glob("original-*"))
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +135,7 @@ class ForgetSet:
 def make_trigger(shape: tuple[int, int, int], params: dict) -> Trigger:
     """Trigger from params `patch` (side in pixels), `position`, `value` (in [0, 1] units), `pattern`."""
     _, h, w = shape
-    patch = params.get("patch", max(3, h // 8))
+    patch = params.get("patch", min(max(3, h // 8), min(h, w) // 2))  # the default fits 4×4 images too
     if isinstance(patch, bool) or not isinstance(patch, int) or not 1 <= patch <= min(h, w) // 2:
         raise ConfigError("scenario.patch", f"must be an integer in 1..{min(h, w) // 2}, got {patch!r}")
     position = params.get("position", "bottom-right")
@@ -153,8 +154,8 @@ def make_trigger(shape: tuple[int, int, int], params: dict) -> Trigger:
             f"unknown position {position!r}; choose one of {list(POSITIONS)} or [row, col]",
         )
     value = params.get("value", 1.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise ConfigError("scenario.value", f"must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError("scenario.value", f"must be a finite number, got {value!r}")
     pattern = params.get("pattern", "checker")
     if pattern not in PATTERNS:
         raise ConfigError("scenario.pattern", f"unknown pattern {pattern!r}; choose one of {list(PATTERNS)}")

@@ -33,6 +33,8 @@ def _check_count(value: Any, available: int, field_name: str, what: str) -> int:
 
 
 def _size_from(params: dict, available: int, n_train: int, what: str, default: int) -> int:
+    if params.get("fraction") is not None and params.get("size") is not None:
+        raise ConfigError("scenario.size", "give size or fraction, not both")
     if "fraction" in params and params["fraction"] is not None:
         f = params["fraction"]
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:

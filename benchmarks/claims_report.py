@@ -245,7 +245,7 @@ def reading(name: str, an: dict, default_method: str) -> list[str]:
         )
         if picks.get("saps_vs_baseline"):
             s, bl = picks["saps"], picks["baseline"]
-            lines.append(
+            sentence = (
                 "Best SAPS reading vs best baseline, each chosen on the selection seeds: "
                 + cs.sentence(
                     f"{s['label']} @ {pct(s['fraction'])} ({s['method']})",
@@ -257,6 +257,8 @@ def reading(name: str, an: dict, default_method: str) -> list[str]:
                 )
                 + "."
             )
+            if sentence not in lines:  # both tiers may pick the same pair: say it once
+                lines.append(sentence)
     paper = [p for p in an["paired"] if p["saps"] == PAPER_FAMILY and p["method"] == default_method]
     for base in BASELINES:
         ps = [p for p in paper if p["baseline"] == base and p["measure"] == main]

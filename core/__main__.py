@@ -278,6 +278,17 @@ def cmd_registry(args) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a bad value exits 2 with the flag named)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core", description="SAPS machine-unlearning workbench")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -298,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(fq)
     fq.add_argument("--models", type=int, default=16, help="M: training seeds per side (default 16)")
     fq.add_argument(
-        "--workers", type=int, default=None, help="processes, one thread each (default: one per core)"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="processes, one thread each (default: one per core)",
     )
     cv = sub.add_parser("curvature", help="compute Hessian-diagonal scores and save them")
     common(cv)
@@ -306,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("runs", help="list or show stored runs")
     rs.add_argument("action", choices=["list", "show"])
     rs.add_argument("id", nargs="?", type=int)
-    rs.add_argument("--limit", type=int, default=50)
+    rs.add_argument("--limit", type=_positive_int, default=50, help="newest rows shown (default 50)")
     common(rs, config=False)
     for name in ("models", "datasets"):
         sp = sub.add_parser(name, help=f"list {name}")

@@ -133,6 +133,19 @@ def test_curvature_out_under_a_file_exits_2_before_training(tmp_path, capsys):
     assert not (tmp_path / "s").exists() or not list((tmp_path / "s" / "checkpoints").glob("original-*"))
 
 
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (("runs", "list", "--limit", "-1"), "--limit"),
+        (("runs", "list", "--limit", "x"), "--limit"),
+        (("forget-quality", "--config", "c.json", "--workers", "0"), "--workers"),
+    ],
+)
+def test_counts_below_one_exit_2_naming_the_flag(capsys, args, flag):
+    rc, _, err = cli_inproc(capsys, *args)
+    assert rc == 2 and flag in err and "integer ≥ 1" in err
+
+
 def test_bad_arguments_exit_2(tmp_path, capsys):
     p = cli("run", "--config", str(tmp_path / "missing.json"))  # a real process: real exit code
     assert p.returncode == 2 and "missing.json" in p.stderr and "Traceback" not in p.stderr

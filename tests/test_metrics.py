@@ -97,6 +97,7 @@ def test_comparisons_hand_values():
     assert metrics.backdoor_removal(None, 0.1, 0.0) is None
     assert metrics.restored_pct(0.70, 0.76, 0.80) == pytest.approx(60.0)
     assert metrics.restored_pct(0.8, 0.8, 0.8) is None  # nothing was lost: undefined
+    assert metrics.restored_pct(0.982, 0.982, 0.980) is None  # retraining below θ*: undefined
     flip = metrics.compare(
         {"test_acc": 0.76, "asr": None, "relearn_success": 0.5},
         {"test_acc": 0.70, "asr": None},

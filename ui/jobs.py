@@ -75,7 +75,7 @@ class Job:
 
     def progress(self, stage: str, fraction: float, message: str) -> None:
         if self.stop.is_set():
-            raise Cancelled(f"{self.label or self.name} cancelled by the user")
+            raise Cancelled(f"{self.label or self.name} was cancelled by the user")
         with self.lock:
             self.stage, self.message = stage, message
             self.fraction = min(1.0, max(0.0, float(fraction)))
@@ -111,7 +111,7 @@ class Job:
         else:
             if self.stop.is_set():  # finished after Cancel: the user asked not to see it
                 self._end(
-                    None, f"{CANCELLED}: {self.label or self.name} cancelled by the user", cancelled=True
+                    None, f"{CANCELLED}: {self.label or self.name} was cancelled by the user", cancelled=True
                 )
             else:
                 self._end(result, None)

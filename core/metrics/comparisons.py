@@ -50,8 +50,10 @@ def backdoor_removal(
 
 
 def restored_pct(acc_before: float | None, acc_after: float | None, acc_clean: float | None) -> float | None:
-    """Warnecke's % restored: 100·(acc_after − acc_before)/(acc_clean − acc_before)."""
-    if None in (acc_before, acc_after, acc_clean):
+    """Warnecke's % restored: 100·(acc_after − acc_before)/(acc_clean − acc_before). None when
+    it is undefined: a value is missing, or retraining is not more accurate than θ* (a removal
+    whose retrained model lands below θ*: there is nothing to restore, and the sign would flip)."""
+    if None in (acc_before, acc_after, acc_clean) or acc_clean <= acc_before:
         return None
     r = _ratio(acc_after - acc_before, acc_clean - acc_before)
     return None if r is None else 100.0 * r

@@ -248,6 +248,11 @@ def test_retrained_references_are_labelled_and_axes_have_units():
         list(ref.y) == [0.94, 0.94] and fig.layout.yaxis.title.text == "attack success after relearning (%)"
     )
     assert "budget" in fig.layout.xaxis.title.text
+    # one budget: one tick at it, never plotly's rounded log ticks around it ("2% 2% 3% 3%")
+    assert list(fig.layout.xaxis.tickvals) == [0.02] and list(fig.layout.xaxis.ticktext) == ["2 %"]
+    pts += [_s("SAPS", "saps", fraction=f, metrics={"relearn_success": 0.5}) for f in (0.005, 0.1)]
+    fig = figures.metric_vs_budget(pts, "relearn_success")
+    assert list(fig.layout.xaxis.ticktext) == ["0.5 %", "2 %", "10 %"]
     secs = figures.strategy_bars(
         [_s("SAPS @ 2 %", "saps", value=2.0), _s("all", "all", value=2.5)],
         title="t",
@@ -335,6 +340,10 @@ def test_restored_bars_show_warnecke_percent_restored_or_the_backdoor_removed():
     ]
     fig = figures.restored_bars(backdoor)
     assert list(fig.data[0].y) == [50.0] and "backdoor removed" in fig.layout.title.text
+    undefined = [{"label": "SAPS @ 2 %", "key": "saps", "metrics": {"restored_pct": None}}]
+    fig = figures.restored_bars(undefined)  # a removal whose retrained model is below θ*
+    assert "undefined" in fig.layout.title.text and "backdoor" not in fig.layout.title.text
+    assert not any(t.type == "bar" and len(t.y) for t in fig.data)
 
 
 def test_tables_show_shares_in_percent_and_empty_cells_as_a_dash():

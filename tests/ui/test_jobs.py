@@ -63,7 +63,7 @@ def test_cancel_raises_in_the_worker_at_its_next_progress_report():
     go.set()
     job.thread.join(10)
     assert job.done and job.cancelled and job.result is None and after == []
-    assert job.error == "Cancelled: the training cancelled by the user"
+    assert job.error == "Cancelled: the training was cancelled by the user"
 
 
 def test_a_result_that_arrives_after_cancel_is_discarded():

@@ -140,12 +140,18 @@ def restored_bars(series: Sequence[Series], *, n_test: int | None = None) -> go.
             (s["metrics"].get("restored_n_test") for s in series if s["metrics"].get("restored_n_test")), None
         )
     pct = [{**s, "value": s["metrics"].get("restored_pct")} for s in series]
+    removed = [{**s, "value": _times100(s["metrics"].get("backdoor_removal"))} for s in series]
     if any(s["value"] is not None for s in pct):
         gap = f" of a {n_test:,}-image gap" if n_test else ""
         title, y_title = f"% restored{gap} (θ* = 0 %, retrained = 100 %)", "test accuracy restored (%)"
-    else:
-        pct = [{**s, "value": _times100(s["metrics"].get("backdoor_removal"))} for s in series]
+    elif any(s["value"] is not None for s in removed):
+        pct = removed
         title, y_title = "backdoor removed (θ* = 0 %, retrained = 100 %)", "attack success removed (%)"
+    else:
+        title = (
+            "% restored: undefined — the retrained model is not more accurate than θ* (nothing to restore)"
+        )
+        y_title = "test accuracy restored (%)"
     fig = strategy_bars(
         pct, title=title, fmt=".0f", y_title=y_title, reference=100.0, reference_label="retrained"
     )

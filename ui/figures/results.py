@@ -19,7 +19,6 @@ from ui.figures.common import (
     color,
     layout,
     metric_label,
-    percent_format,
     percent_range,
     tick_format,
 )
@@ -181,11 +180,14 @@ def metric_vs_budget(points: Sequence[Series], key: str, *, reference: float | N
                 hovertemplate=f"{label}: {value}<extra></extra>",
             )
         )
-    xs = [x for xy in by.values() for x, _ in xy] or [0.001, 1.0]
+    xs = sorted({x for xy in by.values() for x, _ in xy}) or [0.001, 1.0]
+    # ticks at the measured budgets only: plotly's own log ticks around one budget repeat a
+    # rounded label ("2% 2% 3% 3%")
     fig.update_xaxes(
         title="budget (% of parameters updated, log scale)",
         type="log",
-        tickformat=percent_format(min(xs) * 5),
+        tickvals=xs,
+        ticktext=[f"{100 * x:g} %" for x in xs],
     )
     ys = [y for xy in by.values() for _, y in xy] + [reference]
     y_range = (percent_range(ys) if key in FINE_KEYS else [-0.02, 1.05]) if pct else None
@@ -227,7 +229,7 @@ def tradeoff(
     xs = [p["metrics"].get(x_key) for p in [*points, *refs]]
     ys = [p["metrics"].get(y_key) for p in [*points, *refs]]
     fig.update_xaxes(
-        title=axis_title(x_key) + " — lower = more forgotten",
+        title=axis_title(x_key) + "<br>lower = more forgotten",  # two lines: fits a half-width column
         tickformat=tick_format(x_key),
         range=([-0.02, 1.05] if x_key not in FINE_KEYS else percent_range(xs))
         if x_key in PERCENT_KEYS

@@ -140,7 +140,7 @@ def function_distance(series: Sequence[Series]) -> go.Figure:
     """Distance to the retrained model in function space, two panels: prediction agreement on
     the test set and mean KL(p_retrained ‖ p_model); one bar per model (series: {"label", "key",
     "metrics"}), models without the value (the retrained model itself) left out."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[t for _, t in FUNCTION_KEYS], horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[t for _, t in FUNCTION_KEYS], horizontal_spacing=0.2)
     for col, (k, _) in enumerate(FUNCTION_KEYS, start=1):
         shown = [s for s in series if s["metrics"].get(k) is not None]
         fig.add_trace(

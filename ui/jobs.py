@@ -11,6 +11,12 @@ thread, and a result that arrives after Cancel is discarded. Code that records a
 store catches it like any exception and marks the row failed ("Cancelled: …"), so the store
 never holds a "done" row with partial results.
 
+A reload (or a second tab opened on the same URL) starts a new browser session, which would lose
+the running job: every started job is therefore also kept in a process-wide table under a random
+token that goes into the page URL (`?job=…`, see `url_token`); a new session whose URL carries
+the token of a job adopts it (`adopt`) — progress bar, Cancel, and its result when it ends. Only
+a link that carries the token finds the job, so other users of the same server never see it.
+
 A page calls `follow(name)` once per job: while the job runs it draws the progress bar and a
 Cancel button in a fragment that reruns every 0.5 s; when the job has failed it shows the
 error (a cancellation as a note); when it has finished it returns the result (once).
@@ -21,6 +27,7 @@ then says which one. `show_estimate(seconds)` writes "about N s" (a warning abov
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +74,7 @@ class Job:
     error: str | None = None
     done: bool = False
     cancelled: bool = False
+    token: str = field(default_factory=lambda: secrets.token_hex(6))
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -124,12 +132,34 @@ class Job:
                 self.fraction, self.message = 1.0, "done"
 
 
+# Every started job by token, for the session that reloads its page (see the module docstring).
+# Finished jobs are dropped once a session collects them; at most KEEP are kept in all.
+_BY_TOKEN: dict[str, Job] = {}
+_BY_TOKEN_LOCK = threading.Lock()
+KEEP = 32
+
+
 def start_thread(name: str, fn: Callable[[Progress], Any], label: str = "") -> Job:
     """Start `fn(progress)` in a daemon thread (no Streamlit involved; used by tests too)."""
     job = Job(name, label or LABELS.get(name, name))
+    with _BY_TOKEN_LOCK:
+        _BY_TOKEN[job.token] = job
+        for old in list(_BY_TOKEN)[:-KEEP]:  # the oldest first (dicts keep insertion order)
+            del _BY_TOKEN[old]
     job.thread = threading.Thread(target=job._run, args=(fn,), name=f"saps-{name}", daemon=True)
     job.thread.start()
     return job
+
+
+def find(token: Any) -> Job | None:
+    """The job started under `token` (from a URL), or None."""
+    with _BY_TOKEN_LOCK:
+        return _BY_TOKEN.get(token) if isinstance(token, str) else None
+
+
+def _forget(job: Job) -> None:
+    with _BY_TOKEN_LOCK:
+        _BY_TOKEN.pop(job.token, None)
 
 
 # -- time estimates (pure) --------------------------------------------------------------------
@@ -163,6 +193,21 @@ def _jobs() -> dict[str, Job]:
     import streamlit as st
 
     return st.session_state.setdefault("jobs", {})
+
+
+def adopt(token: Any) -> Job | None:
+    """Take over the job of URL token `token` into this session (after a reload), unless the
+    session already has a job of that name. Returns the adopted job or None."""
+    job = find(token)
+    if job is None or job.name in _jobs():
+        return None
+    _jobs()[job.name] = job
+    return job
+
+
+def url_token() -> str | None:
+    """The token of this session's running job, for the URL (None when none runs)."""
+    return next((j.token for j in _jobs().values() if not j.done), None)
 
 
 def running(name: str | None = None) -> bool:
@@ -247,6 +292,7 @@ def _collect(name: str) -> bool:
     if job is None or not job.done:
         return False
     del _jobs()[name]
+    _forget(job)
     if job.error is not None:
         st.session_state.setdefault("failed", {})[name] = job.error
     else:

@@ -24,7 +24,7 @@ from typing import Any
 import streamlit as st
 
 from core import config as core_config
-from ui import choices
+from ui import choices, jobs
 
 # Budget choices of the log-scale fraction slider: 0.1 % … 100 %.
 FRACTIONS: list[float] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
@@ -246,6 +246,7 @@ def init(title: str, icon: str = ":material/cleaning_services:") -> dict[str, An
         # st.query_params.to_dict keeps only the last value of repeated keys; fine for us.
         st.session_state["settings"] = settings
         st.session_state["url_problems"] = problems
+        jobs.adopt(st.query_params.get("job"))  # a reload while a job runs: follow it again
     st.html(LAYOUT_CSS)
     for problem in st.session_state.get("url_problems", []):
         st.warning(problem)
@@ -359,6 +360,9 @@ def sync_query_only() -> None:
     if box is not None:
         box.caption(summary(settings()))
     wanted = to_query(settings())
+    token = jobs.url_token()
+    if token is not None:  # a reload finds the running job again (ui.jobs.adopt)
+        wanted["job"] = token
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
 

@@ -183,6 +183,40 @@ def test_cancel_stops_the_unlearning_job_and_says_so(monkeypatch):
     assert "result" not in at.session_state and not at.button(key="unlearn").disabled
 
 
+def test_a_reload_while_a_job_runs_follows_it_again_and_only_with_its_token(monkeypatch):
+    """A reload is a new session: with the job's token from the URL it gets the progress bar and
+    Cancel back (the job goes on); a session without the token sees no job and may start one."""
+    started, release = threading.Event(), threading.Event()
+
+    def held(cfg, *, store=None, progress=None):
+        progress("train", 0.1, "epoch 1")
+        started.set()
+        release.wait(30)
+        progress("train", 0.2, "epoch 2")
+        return fake_result(cfg)
+
+    monkeypatch.setattr(experiment, "run", held)
+    at = app("pages/4_Unlearn.py")
+    at.button(key="unlearn").click().run()
+    assert started.wait(10)
+    at.run()
+    token = at.query_params.get("job")
+    token = token[-1] if isinstance(token, list) else token
+    assert token and jobs.find(token) is not None
+    other = app("pages/4_Unlearn.py")  # another user, or a link without the token
+    assert not other.button(key="unlearn").disabled
+    with pytest.raises(KeyError):
+        other.button(key="cancel_unlearn")
+    reloaded = app("pages/4_Unlearn.py", job=token)
+    assert reloaded.button(key="unlearn").disabled
+    reloaded.button(key="cancel_unlearn").click().run()
+    release.set()
+    wait_job(reloaded, lambda a: any("cancelled" in i.value for i in a.info))
+    assert_clean(reloaded)
+    assert jobs.find(token) is None  # collected: the table forgets it
+    assert "job" not in reloaded.query_params
+
+
 def test_the_unlearn_button_has_a_time_estimate_and_warns_when_slow(monkeypatch):
     at = app("pages/4_Unlearn.py")
     assert_clean(at)

@@ -275,6 +275,7 @@ def test_results_and_history_show_method_estimator_and_budget():
     assert "budget **5.0%**" in caption and "estimator **" in caption
     (row,) = tables.history_table(RunStore().list_runs(kind="run"))
     assert row["method"] == "First order (Warnecke)" and row["budget"] == "5.0%"
+    assert row["seconds"] == 9.0  # rounded to 0.1 s for reading (stored 9.0)
     assert row["estimator"] == tables.choices.labels("estimators")[result["config"]["curvature"]["method"]]
     at = app("pages/5_Compare.py", run=str(run_id))
     assert_clean(at)

@@ -158,7 +158,7 @@ def history_table(runs: Iterable[dict]) -> list[dict]:
                 "scenario": (cfg.get("scenario") or {}).get("kind"),
                 **made_with(cfg),
                 "strategies": len(cfg.get("strategies") or []),
-                "seconds": r.get("seconds"),
+                "seconds": None if r.get("seconds") is None else round(r["seconds"], 1),
                 "error": error,
             }
         )

@@ -138,9 +138,14 @@ if data_cfg is not None:
         help="Training-sample indices of the new D_f: click × to drop a sample, or pick it again above.",
     )
     st.caption(f"{len(chosen)} samples chosen (D_f now: {len(current)}; the first {shown} shown above).")
+
+    def clear_typed() -> None:  # the selection is applied: the typed text and its errors are done
+        st.session_state["typed_problems"], st.session_state["extra_idx"] = [], ""
+
     if st.button(
         "Use this selection",
         key="use_selection",
+        on_click=clear_typed,
         disabled=not chosen or sorted(chosen) == sorted(current),
         help="Switch to the `indices` scenario with exactly these samples (pick at least one).",
     ):

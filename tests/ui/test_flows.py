@@ -86,6 +86,10 @@ def test_a_typed_out_of_range_index_is_refused_at_once_naming_it():
     assert any("'x' is not an integer" in e for e in errors), errors
     assert sorted(_chosen(at).value) == sorted(set(before) | {3})  # the good index is kept
     assert n_train not in _chosen(at).value
+    at.button(key="use_selection").click().run()  # applied: the typed text and its errors go
+    assert_clean(at)
+    assert not any("not added" in e.value for e in at.error)
+    assert at.text_input(key="extra_idx").value == ""
 
 
 def test_the_selection_is_editable_and_becomes_the_forget_set():

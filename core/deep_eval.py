@@ -14,9 +14,13 @@ the store.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import time
+import types
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
@@ -97,7 +101,8 @@ def forget_quality_run(
         spawn = multiprocessing.get_context("spawn")  # a fork would inherit torch's thread pools
         pool = ProcessPoolExecutor(workers, mp_context=spawn, initializer=_one_thread)
         try:
-            futures = {pool.submit(seed_confidences, cfg, seed, root): seed for seed in seeds}
+            with bare_main():  # the workers start during the submits
+                futures = {pool.submit(seed_confidences, cfg, seed, root): seed for seed in seeds}
             for future in as_completed(futures):
                 per_seed[futures[future]] = future.result()
                 progress(
@@ -153,6 +158,22 @@ def seed_confidences(
         )
         out[_unique(row["label"], out)] = confidences(model, x_f, y_f)
     return out
+
+
+@contextlib.contextmanager
+def bare_main() -> Iterator[None]:
+    """While spawned workers start: a bare `__main__`, so they do not re-run the parent's main
+    script. A spawned child imports the parent's `__main__` from its file; under Streamlit that
+    is the page script (run as `__main__`), which then ran in every worker without a session —
+    hundreds of "missing ScriptRunContext" lines in the server log and seconds per worker. The
+    workers need only `core` (their function is `seed_confidences`)."""
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _one_thread() -> None:

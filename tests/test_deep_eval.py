@@ -68,3 +68,37 @@ def test_too_few_models_is_refused(m):
     with pytest.raises(ConfigError) as err:
         forget_quality_run(TINY, models=m)
     assert err.value.field == "--models"
+
+
+def test_spawned_workers_do_not_rerun_the_parents_main_script(tmp_path, monkeypatch):
+    """Under Streamlit `__main__` is the page script; a spawned worker re-ran it (a marker file
+    shows it). With `bare_main` around the pool's start it does not; without, it does — so the
+    test can fail."""
+    import multiprocessing
+    import os
+    import sys
+    import types
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core import deep_eval
+
+    marker = tmp_path / "ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'a').write('x')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+
+    def start_one(bare: bool) -> None:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            if bare:
+                with deep_eval.bare_main():
+                    future = pool.submit(os.getpid)
+            else:
+                future = pool.submit(os.getpid)
+            assert future.result(timeout=60) != os.getpid()
+
+    start_one(bare=True)
+    assert not marker.exists() and sys.modules["__main__"] is page  # restored afterwards
+    start_one(bare=False)
+    assert marker.exists()  # the control: without it the worker runs the page script

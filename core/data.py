@@ -252,49 +252,69 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], source: str = "npz") -> None:
-    """Check x_train, y_train, x_test, y_test: presence, shapes, dtypes, label range."""
-    for key in ("x_train", "y_train", "x_test", "y_test"):
-        if key not in arrays:
-            raise DataError(
-                f"{source}: array {key!r} is missing; expected x_train, y_train, "
-                f"x_test, y_test (found {sorted(arrays)})"
-            )
+    """Check x_train, y_train, x_test, y_test: presence, shapes, dtypes, label range. Raises
+    DataError with the first problem (`array_problems` lists them all)."""
+    found = array_problems(arrays, source)
+    if found:
+        raise DataError(found[0])
+
+
+def array_problems(arrays: dict[str, np.ndarray], source: str = "npz") -> list[str]:
+    """Every problem of the arrays, each naming `source` and the array: a check that needs an
+    earlier one to pass (the label range needs integer labels) runs only when it did."""
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        return [
+            f"{source}: array {k!r} is missing; expected x_train, y_train, x_test, y_test "
+            f"(found {sorted(arrays)})"
+            for k in missing
+        ]
+    out: list[str] = []
+    good_x, good_y = True, True
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        n = len(out)
         if x.dtype.kind not in "uif" or x.ndim not in (3, 4):
-            raise DataError(
+            out.append(
                 f"{source}: x_{split} must be numeric images N×H×W or N×C×H×W, "
                 f"got dtype {x.dtype} shape {x.shape}"
             )
-        if x.ndim == 4 and x.shape[1] not in (1, 3):
-            raise DataError(
+        elif x.ndim == 4 and x.shape[1] not in (1, 3):
+            out.append(
                 f"{source}: x_{split} has {x.shape[1]} channels; expected 1 or 3 (N×C×H×W, channels first)"
             )
-        if min(x.shape[-2:]) < 4 or len(x) == 0:
-            raise DataError(
-                f"{source}: x_{split} images must be at least 4×4 and non-empty, got shape {x.shape}"
-            )
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(
-                f"{source}: y_{split} must be a 1-D integer array, got dtype {y.dtype} shape {y.shape}"
-            )
-        if len(y) != len(x):
-            raise DataError(f"{source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-        if y.min() < 0:
-            raise DataError(f"{source}: y_{split} has negative labels (min {y.min()})")
-        if not np.isfinite(x).all():
-            raise DataError(f"{source}: x_{split} contains NaN or infinite values")
-        if x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max() > np.finfo(np.float32).max:
-            raise DataError(
+        elif min(x.shape[-2:]) < 4 or len(x) == 0:
+            out.append(f"{source}: x_{split} images must be at least 4×4 and non-empty, got shape {x.shape}")
+        elif not np.isfinite(x).all():
+            out.append(f"{source}: x_{split} contains NaN or infinite values")
+        elif x.dtype.kind == "f" and x.dtype.itemsize > 4 and np.abs(x).max() > np.finfo(np.float32).max:
+            out.append(
                 f"{source}: x_{split} has values up to {np.abs(x).max():.3g}, beyond float32's range "
                 "(pixels are stored as float32); rescale the images"
             )
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise DataError(
+        good_x = good_x and len(out) == n
+        m = len(out)
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            out.append(
+                f"{source}: y_{split} must be a 1-D integer array, got dtype {y.dtype} shape {y.shape}"
+            )
+        else:
+            if len(y) and y.min() < 0:
+                out.append(f"{source}: y_{split} has negative labels (min {y.min()})")
+            if x.ndim >= 1 and len(y) != len(x):
+                out.append(f"{source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+        good_y = good_y and len(out) == m
+    if good_x and arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        out.append(
             f"{source}: x_train images {arrays['x_train'].shape[1:]} and x_test "
             f"images {arrays['x_test'].shape[1:]} differ in shape"
         )
-    check_classes(arrays["y_train"], arrays["y_test"], source)
+    if good_y and len(arrays["y_train"]):
+        try:
+            check_classes(arrays["y_train"], arrays["y_test"], source)
+        except DataError as e:
+            out.append(str(e))
+    return out
 
 
 def check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str = "npz") -> int:

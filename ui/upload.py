@@ -31,11 +31,7 @@ def problems(arrays: dict[str, np.ndarray]) -> list[str]:
     ]
     if found:
         return found
-    try:
-        data.validate_arrays(arrays, "upload")
-    except DataError as e:
-        return [str(e)]
-    return []
+    return data.array_problems(arrays, "upload")
 
 
 def save(content: bytes, folder: str | Path) -> Path:

@@ -59,6 +59,19 @@ def test_a_label_outside_the_training_classes_is_refused_with_its_array_and_valu
     assert "y_test" in problem and "42" in problem
 
 
+def test_every_problem_of_an_upload_is_listed_at_once():
+    good = good_arrays()
+    bad = {**good, "y_train": np.arange(19) % 4, "y_test": np.array([-1, 5, 7, 0, 1, 2, 3, 0])}
+    bad["x_test"] = bad["x_test"].copy()
+    bad["x_test"][0, 0, 0] = np.nan
+    found = upload.problems(upload.read_npz(npz(**bad))[0])
+    assert found == [
+        "upload: x_train has 20 images but y_train has 19 labels",
+        "upload: x_test contains NaN or infinite values",
+        "upload: y_test has negative labels (min -1)",
+    ]
+
+
 def test_the_same_content_is_saved_once_under_its_digest(tmp_path):
     content = npz(**good_arrays())
     first = upload.save(content, tmp_path)

@@ -18,12 +18,15 @@ their value is copied back into the settings on every run.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from core import config as core_config
+from core.store import default_path
 from ui import choices, jobs
 
 # Budget choices of the log-scale fraction slider: 0.1 % … 100 %.
@@ -58,6 +61,9 @@ DEFAULTS: dict[str, Any] = {
 }
 # Settings that never go to the URL (a server path is local to the machine).
 NOT_IN_URL = {"root"}
+# An uploaded .npz (saved as <store>/uploads/<digest>.npz by ui.upload) goes into the URL as its
+# digest, `upload=<digest>`, not as a path: a link then finds the same file in the server's store.
+UPLOAD_FILE = re.compile(r"(?:^|[\\/])uploads[\\/]([0-9a-f]{16})\.npz$")
 
 PAGES = [
     ("app.py", "Home", ":material/home:"),
@@ -131,6 +137,17 @@ def from_query(query: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             settings[name] = parse_value(name, raw)
         except ValueError as e:
             problems.append(f"URL parameter {name}={raw!r} ignored ({e})")
+    digest = query.get("upload")
+    digest = digest[-1] if isinstance(digest, list) else digest
+    if digest is not None:
+        path = Path(default_path()) / "uploads" / f"{digest}.npz"
+        if re.fullmatch(r"[0-9a-f]{16}", str(digest)) and path.is_file():
+            settings["root"] = str(path)
+        else:
+            problems.append(
+                f"URL parameter upload={digest!r} ignored (no such uploaded file in this server's "
+                "store: upload it again on page 1)"
+            )
     settings["frac"] = snap_fraction(settings["frac"])
     offered = choices.strategies()
     settings["strategies"] = [s for s in settings["strategies"] if s in offered]
@@ -138,12 +155,16 @@ def from_query(query: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def to_query(settings: dict[str, Any]) -> dict[str, str]:
-    """The settings that differ from the defaults, as URL text."""
-    return {
+    """The settings that differ from the defaults, as URL text (an uploaded .npz as its digest)."""
+    out = {
         k: format_value(v)
         for k, v in settings.items()
         if k in DEFAULTS and k not in NOT_IN_URL and v != DEFAULTS[k]
     }
+    found = UPLOAD_FILE.search(str(settings.get("root") or ""))
+    if settings.get("dataset") == "npz" and found:
+        out["upload"] = found.group(1)
+    return out
 
 
 def snap_fraction(value: float) -> float:

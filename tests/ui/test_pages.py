@@ -187,6 +187,15 @@ def test_forget_set_upload_valid_and_invalid_npz(tmp_path):
     s = at.session_state["settings"]
     assert s["dataset"] == "npz" and s["root"].endswith(".npz")
     assert {m.label: m.value for m in at.metric}["training samples |D|"] == "40"
+    # the link names the upload by its digest (never a path) and reproduces it in a new session
+    digest = at.query_params.get("upload")
+    digest = digest[-1] if isinstance(digest, list) else digest
+    assert digest and digest in s["root"] and "root" not in at.query_params
+    fresh = app("pages/1_Forget_set.py", dataset="npz", upload=digest, size="5")
+    assert_clean(fresh)
+    assert {m.label: m.value for m in fresh.metric}["training samples |D|"] == "40"
+    gone = app(dataset="npz", upload="0" * 16)  # warnings show on the first page the link opens
+    assert any("upload='0000000000000000' ignored" in w.value for w in gone.warning)
 
     bad = _npz(x_train=rng.random((40, 8, 8)), y_train=np.arange(40) % 4, x_test=rng.random((12, 8, 8)))
     at = app("pages/1_Forget_set.py")

@@ -159,7 +159,9 @@ def test_sidebar_summary_follows_the_slider_in_the_same_run():
 
 
 # -- 2 jobs: cancel, estimates, why buttons are disabled ----------------------------------------
-def test_cancel_stops_the_unlearning_job_and_says_so(monkeypatch):
+def _held_unlearning(monkeypatch) -> tuple:
+    """The Unlearn page with its job started and held after its first progress report: (the
+    AppTest, the event that lets the job go on — and raise Cancelled if Cancel was pressed)."""
     started, release = threading.Event(), threading.Event()
 
     def held(cfg, *, store=None, progress=None):
@@ -174,6 +176,11 @@ def test_cancel_stops_the_unlearning_job_and_says_so(monkeypatch):
     at.button(key="unlearn").click().run()
     assert started.wait(10)
     at.run()
+    return at, release
+
+
+def test_cancel_stops_the_unlearning_job_and_says_so(monkeypatch):
+    at, release = _held_unlearning(monkeypatch)
     go = at.button(key="unlearn")
     assert go.disabled and "Disabled while the unlearning run runs" in go.help
     at.button(key="cancel_unlearn").click().run()
@@ -186,20 +193,7 @@ def test_cancel_stops_the_unlearning_job_and_says_so(monkeypatch):
 def test_a_reload_while_a_job_runs_follows_it_again_and_only_with_its_token(monkeypatch):
     """A reload is a new session: with the job's token from the URL it gets the progress bar and
     Cancel back (the job goes on); a session without the token sees no job and may start one."""
-    started, release = threading.Event(), threading.Event()
-
-    def held(cfg, *, store=None, progress=None):
-        progress("train", 0.1, "epoch 1")
-        started.set()
-        release.wait(30)
-        progress("train", 0.2, "epoch 2")
-        return fake_result(cfg)
-
-    monkeypatch.setattr(experiment, "run", held)
-    at = app("pages/4_Unlearn.py")
-    at.button(key="unlearn").click().run()
-    assert started.wait(10)
-    at.run()
+    at, release = _held_unlearning(monkeypatch)
     token = at.query_params.get("job")
     token = token[-1] if isinstance(token, list) else token
     assert token and jobs.find(token) is not None

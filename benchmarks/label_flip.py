@@ -47,6 +47,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.claims_report import esc  # noqa: E402
 from benchmarks.transfer import fmt, machine, summarize  # noqa: E402
 from core import artifacts, metrics, models, training  # noqa: E402
 from core import config as config_mod  # noqa: E402
@@ -225,7 +226,7 @@ def markdown(facts: list[dict], rows: list[dict]) -> str:
     ]
     for e in rows:
         lines.append(
-            f"| {e['setting']} | {e['label'].replace('|', chr(92) + '|')} | {e['seeds']} | {fmt(e['restored_pct'], 1)} | "
+            f"| {e['setting']} | {esc(e['label'])} | {e['seeds']} | {fmt(e['restored_pct'], 1)} | "
             f"{fmt(e['retrain_ratio'], 3)} | {e['at_bar']}/{e['seeds']} |"
         )
     return "\n".join(lines)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.claims_report import esc  # noqa: E402
 from core import experiment  # noqa: E402
 from core.store import RunStore  # noqa: E402
 from core.training import resolve_device  # noqa: E402
@@ -126,7 +127,7 @@ def markdown(out: dict) -> str:
     ]
     for r in s["strategies"]:
         lines.append(
-            f"| {r['label'].replace('|', chr(92) + '|')} | {num(r['removal'], 2)} | {num(r['test_acc_drop'], 3)} | "
+            f"| {esc(r['label'])} | {num(r['removal'], 2)} | {num(r['test_acc_drop'], 3)} | "
             f"{num(r['retrain_ratio'], 3)} | {num(r['relearn_gap'], 2)} | {r['steps']} |"
         )
     return "\n".join(lines)

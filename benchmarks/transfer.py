@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.claims_report import esc  # noqa: E402
 from core import sweep as sweep_api  # noqa: E402
 from core.store import RunStore  # noqa: E402
 
@@ -203,7 +204,7 @@ def markdown(rows: list[dict]) -> str:
     ]
     for e in rows:
         lines.append(
-            f"| {e['scenario']} | {e['method']} | {e['label'].replace('|', chr(92) + '|')} | {e['seeds']} | "
+            f"| {e['scenario']} | {e['method']} | {esc(e['label'])} | {e['seeds']} | "
             f"{fmt(e['removal'])} | "
             f"{fmt(e['test_acc_drop'], 3)} | {fmt(e['retrain_ratio'], 3)} | {fmt(e['relearn_gap'])} | "
             f"{e['meets_bar']}/{e['seeds']} | {e['stopped_by_guard']} / {e['guard_failed']} |"

@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", help="default: results/label_flip.json, label_flip_cosine.json for cosine")
     parser.add_argument(
         "--schedule",
-        choices=("constant", "cosine"),
+        choices=config_mod.SCHEDULES,
         default="constant",
         help="train.schedule of θ* and the retrained model (cosine: lr decayed to 0)",
     )

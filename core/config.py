@@ -27,8 +27,9 @@ CURVATURE_DATA = ("full", "retain", "forget", "corrected")
 CURVATURE_OPTIONAL = ("samples",)
 # optional "train" key, left out of the normalized config when "constant" (the old behaviour,
 # so the cache keys of configs without it do not change): `schedule`, the learning rate over
-# the training steps (core.training.SCHEDULES: constant, or cosine decay from lr to 0)
+# the training steps (constant, or cosine decay from lr to 0: core.training.scheduled_lr)
 TRAIN_OPTIONAL = ("schedule",)
+SCHEDULES = ("constant", "cosine")  # the one list: training, the retrain method and the CLI read it
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -266,7 +267,7 @@ def normalize(config: Any, *, sweep: bool = False) -> dict:
     if tr.get("schedule", "constant") == "constant":
         tr.pop("schedule", None)
     else:
-        _choice(tr["schedule"], ("constant", "cosine"), "train.schedule")
+        _choice(tr["schedule"], SCHEDULES, "train.schedule")
     out["train"] = tr
 
     estimators = _registry("estimators")

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.config import SCHEDULES  # learning-rate schedules: constant, or cosine decay to 0
 from core.errors import ConfigError, NumericalError
 
 OPTIMIZERS = ("adam", "sgd")
-# learning-rate schedules over all training steps: constant, or cosine decay from lr to 0
-SCHEDULES = ("constant", "cosine")
 # progress(epoch, total_epochs, loss, accuracy) — called after every epoch
 Progress = Callable[[int, int, float, float], None]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.config import is_device_name
+from core.config import SCHEDULES, is_device_name
 from core.errors import ConfigError
 from core.unlearning import rules
 
@@ -70,7 +70,7 @@ CHECKS: dict[str, tuple[Check, str]] = {
     "train_lr": POSITIVE,
     "train_optimizer": _choice("adam", "sgd"),
     "train_weight_decay": NON_NEGATIVE,
-    "train_schedule": _choice("constant", "cosine"),
+    "train_schedule": _choice(*SCHEDULES),
     "rho": NON_NEGATIVE,
     "align": NON_NEGATIVE,
 }

@@ -55,7 +55,7 @@ def check(cfg: dict, prepared: Prepared) -> None:
             raise ConfigError("unlearning.device", e.message) from None
     if not cfg.get("fractions"):  # a run, or a sweep without `fractions`: each strategy its own
         for i, s in enumerate(cfg["strategies"]):
-            if is_budgeted(s) and all(s.get(k) is None for k in ("fraction", "quantile", "threshold")):
+            if lacks_budget(s, s.get("fraction")):
                 raise ConfigError(
                     f"strategies[{i}].fraction",
                     f"strategy {s['name']!r} needs a budget: fraction, quantile or threshold"
@@ -251,3 +251,10 @@ def strategy_needs(strategy: dict) -> frozenset[str]:
 
 def is_budgeted(strategy: dict) -> bool:
     return selection.STRATEGIES[strategy["name"]].budgeted
+
+
+def lacks_budget(strategy: dict, fraction: float | None) -> bool:
+    """A budgeted strategy with neither `fraction` (the one that applies: its own, or a sweep's)
+    nor a quantile or threshold of its own: its mask cannot be built."""
+    given = (fraction, strategy.get("quantile"), strategy.get("threshold"))
+    return is_budgeted(strategy) and all(v is None for v in given)

@@ -33,6 +33,7 @@ from core.artifacts import (
     curvature_key,
     curvature_scores,
     is_budgeted,
+    lacks_budget,
     liveness,
     model_key,
     needs_curvature,
@@ -127,7 +128,7 @@ def apply_strategy(
     a multi-step method's row gets "curve" and "curve_seconds", excluded from every cost."""
     if not is_budgeted(strategy):
         fraction = None
-    elif fraction is None and strategy.get("threshold") is None and strategy.get("quantile") is None:
+    elif lacks_budget(strategy, fraction):
         raise ConfigError(
             "fraction", f"strategy {strategy['name']!r} needs a fraction (or sweep 'fractions')"
         )

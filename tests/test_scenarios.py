@@ -55,6 +55,26 @@ def test_label_flip_default_map(digits):
     assert (fs2.y_train[fs2.forget_idx] == 7).all() and (digits.y_train[fs2.forget_idx] != 7).all()
 
 
+def test_label_flip_source_flips_only_that_class(digits):
+    n3 = int((digits.y_train == 3).sum())
+    fs = scenarios.build(digits, "label_flip", seed=0, size=n3, source=3, to=8)
+    idx = fs.forget_idx
+    assert set(idx.tolist()) == set((digits.y_train == 3).nonzero().squeeze(1).tolist())
+    assert (fs.y_train[idx] == 8).all() and torch.equal(fs.corrected[1], digits.y_train[idx])
+    untouched = torch.ones(len(digits.y_train), dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.equal(fs.y_train[untouched], digits.y_train[untouched])
+    half = scenarios.build(digits, "label_flip", seed=1, size=n3 // 2, source=3)
+    assert (digits.y_train[half.forget_idx] == 3).all() and (half.y_train[half.forget_idx] == 6).all()
+    # a fraction counts all training labels, so more than one class's worth names the class
+    with pytest.raises(ConfigError, match="only .* flippable samples of class 3 exist") as e:
+        scenarios.build(digits, "label_flip", fraction=0.5, source=3)
+    assert e.value.field == "scenario.fraction"
+    with pytest.raises(ConfigError, match="no training sample would change") as e:
+        scenarios.build(digits, "label_flip", source=7, to=7)
+    assert e.value.field == "scenario.source"
+
+
 def test_removal_scenarios(digits):
     fs = scenarios.build(digits, "random_samples", seed=0, size=50)
     assert fs.is_removal and len(fs.retrain_data()[1]) == len(digits.y_train) - 50
@@ -85,6 +105,8 @@ def test_indices_scenario(digits):
         ("backdoor", {"colour": 1}, "scenario.colour"),
         ("label_flip", {"fraction": 1.5}, "scenario.fraction"),
         ("label_flip", {"to": -1}, "scenario.to"),
+        ("label_flip", {"source": 10}, "scenario.source"),
+        ("label_flip", {"source": True}, "scenario.source"),
         ("class", {"class": 12}, "scenario.class"),
         ("indices", {"indices": []}, "scenario.indices"),
         ("indices", {"indices": [99999]}, "scenario.indices"),

@@ -68,9 +68,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="label_flip",
             label="Label flip",
-            description="training labels flipped s → C−1−s (or to one class)",
+            description="training labels flipped s → C−1−s (or to one class; or only one source class's)",
             build=label_flip,
-            options={"size": 100, "fraction": None, "to": None, "seed": None},
+            options={"size": 100, "fraction": None, "to": None, "source": None, "seed": None},
             is_removal=lambda p: False,
             default_method=lambda p: "masked_finetune",
         ),

@@ -112,6 +112,8 @@ def _flip_labels(y: torch.Tensor, n_classes: int, to: int | None) -> torch.Tenso
 def label_flip(dataset, *, seed: int = 0, **params) -> ForgetSet:
     """Relabel `size` (or `fraction` of) training samples: s -> C−1−s, or to class `to`.
 
+    `source`: only samples of that class are relabelled (systematic, class-conditional noise: a
+    labeller who calls every sandal a sneaker); None: samples of any class (random noise).
     Samples whose label would not change (s = C−1−s, or s = `to`) are never picked.
     D̃_f = the same images with their true labels.
     """
@@ -119,11 +121,18 @@ def label_flip(dataset, *, seed: int = 0, **params) -> ForgetSet:
     to = params.get("to")
     if to is not None:
         to = _check_class(to, n_classes, "scenario.to")
+    source = params.get("source")
     flipped = _flip_labels(dataset.y_train, n_classes, to)
-    candidates = (flipped != dataset.y_train).nonzero().squeeze(1)
+    changes = flipped != dataset.y_train
+    if source is not None:
+        source = _check_class(source, n_classes, "scenario.source")
+        changes &= dataset.y_train == source
+    candidates = changes.nonzero().squeeze(1)
     if len(candidates) == 0:
-        raise ConfigError("scenario.to", "no training sample would change its label")
-    size = _size_from(params, len(candidates), len(dataset.y_train), "flippable samples", 100)
+        field = "scenario.source" if source is not None else "scenario.to"
+        raise ConfigError(field, "no training sample would change its label")
+    what = "flippable samples" if source is None else f"flippable samples of class {source}"
+    size = _size_from(params, len(candidates), len(dataset.y_train), what, 100)
     pick = candidates[torch.randperm(len(candidates), generator=_rng(seed))[:size]].sort().values
     base = _base(dataset, "label_flip", params)
     base["y_train"][pick] = flipped[pick]

@@ -73,9 +73,20 @@ if "corruption" in options:
         state.bind(
             st.selectbox, "corruption", "What is wrong with them", options=scenarios.CORRUPTIONS, help=help_c
         )
-if "target" in options:
+if "target" in options and (kind != "indices" or s["corruption"] == "backdoor"):
     with c4:
         number("target", "Target class", max_value=999, help="Backdoor: triggered images get this label.")
+elif "to" in options and (kind != "indices" or s["corruption"] == "label"):
+    with c4:
+        help_to = "Every flipped label becomes this class; −1: the mirror map s → C−1−s (Warnecke et al.)."
+        number("flip_to", "Flip to class", min_value=-1, max_value=999, help=help_to)
+if "source" in options:
+    help_src = (
+        "Flip only this class's labels (systematic noise: a labeller calls every sandal a sneaker); "
+        "−1: samples of any class (random noise)."
+    )
+    with st.columns(4)[2]:  # under the size: both say which samples are flipped
+        number("flip_source", "Only class", min_value=-1, max_value=999, help=help_src)
 
 if analysis.needs_pick(s):
     st.info("No sample picked yet: **pick samples** below (click or box-select squares, or type indices).")

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "target": core_config.DEFAULTS["scenario"]["target"],
     "patch": 0,  # 0 = the scenario's default (max(3, H // 8))
     "forget_class": 0,
+    "flip_to": -1,  # label flip: the class every flipped label becomes (−1: s → C−1−s)
+    "flip_source": -1,  # label flip: only this class's labels are flipped (−1: any class)
     "corruption": "backdoor",
     "indices": [],
     "epochs": core_config.DEFAULTS["train"]["epochs"],
@@ -181,11 +183,20 @@ def scenario_params(s: dict[str, Any]) -> dict[str, Any]:
         if s["patch"]:
             sc["patch"] = s["patch"]
         return sc
-    if kind in ("label_flip", "random_samples"):
+    if kind == "label_flip":
+        sc = {"kind": kind, "size": s["size"]}
+        if s["flip_source"] >= 0:
+            sc["source"] = s["flip_source"]
+        if s["flip_to"] >= 0:
+            sc["to"] = s["flip_to"]
+        return sc
+    if kind == "random_samples":
         return {"kind": kind, "size": s["size"]}
     if kind == "class":
         return {"kind": kind, "class": s["forget_class"]}
     sc = {"kind": "indices", "indices": list(s["indices"]), "corruption": s["corruption"]}
+    if s["corruption"] == "label" and s["flip_to"] >= 0:
+        sc["to"] = s["flip_to"]
     if s["corruption"] == "backdoor":
         sc["target"] = s["target"]
         if s["patch"]:
@@ -226,6 +237,8 @@ def settings_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
             ("target", "target"),
             ("patch", "patch"),
             ("class", "forget_class"),
+            ("to", "flip_to"),
+            ("source", "flip_source"),
             ("corruption", "corruption"),
         ):
             if isinstance(sc.get(src), (int, str)):

@@ -161,6 +161,16 @@ def test_forget_set_scenario_and_pick_drop():
     assert {m.label: m.value for m in at.metric}["forget set |D_f|"] == "27"
 
 
+def test_forget_set_label_flip_of_one_class():
+    at = app("pages/1_Forget_set.py", scenario="label_flip", size="20", flip_source="3", flip_to="8")
+    assert not at.exception and not at.error
+    labels = {w.label for w in at.number_input}
+    assert {"Flip to class", "Only class"} <= labels and "Target class" not in labels
+    assert {m.label: m.value for m in at.metric}["forget set |D_f|"] == "20"
+    at.number_input(key="w_flip_source_forget_set").set_value(12).run()
+    assert any("scenario.source" in e.value for e in at.error)
+
+
 def test_forget_set_bad_target_names_the_field():
     at = app("pages/1_Forget_set.py", target="42")
     assert not at.exception

@@ -64,6 +64,20 @@ def test_settings_from_config_inverts_build_config():
         assert back[k] == s[k], k
 
 
+def test_label_flip_class_settings_reach_the_scenario_and_come_back():
+    s = dict(state.DEFAULTS, scenario="label_flip", size=50, flip_source=5, flip_to=7)
+    sc = state.build_config(s)["scenario"]
+    assert sc == {"kind": "label_flip", "size": 50, "source": 5, "to": 7}
+    back = state.settings_from_config(core_config.normalize(state.build_config(s)))
+    assert (back["flip_source"], back["flip_to"]) == (5, 7)
+    # −1: any class, the mirror map: the keys stay out of the config
+    plain = state.build_config(dict(s, flip_source=-1, flip_to=-1))["scenario"]
+    assert plain == {"kind": "label_flip", "size": 50}
+    label = dict(s, scenario="indices", indices=[1, 2], corruption="label")
+    assert state.build_config(label)["scenario"]["to"] == 7
+    assert "to" not in state.build_config(dict(label, corruption="remove"))["scenario"]
+
+
 def test_a_config_with_auto_steps_loads_as_the_methods_default():
     cfg = {"unlearning": {"method": "masked_finetune", "steps": "auto"}}
     assert state.settings_from_config(cfg)["steps"] == 0  # 0 = the method's own default

@@ -143,6 +143,10 @@ def normalize_strategy(s: Any, field: str) -> dict:
     given = [k for k in ("fraction", "quantile", "threshold") if s.get(k) is not None]
     if len(given) > 1:
         raise ConfigError(f"{field}.{given[1]}", f"give one budget, not {' and '.join(given)}")
+    if given and not entry.budgeted:
+        raise ConfigError(
+            f"{field}.{given[0]}", f"{entry.name!r} selects a fixed set of parameters; it takes no budget"
+        )
     if s.get("fraction") is not None:
         s["fraction"] = check_fraction(s["fraction"], f"{field}.fraction")
     for flag in ("largest", "per_layer", "include_zero"):

@@ -45,6 +45,8 @@ def test_partial_sections_keep_defaults():
         ({"strategies": [{"name": "saps", "fraction": 1.5}]}, "strategies[0].fraction"),
         ({"strategies": [{"name": "saps", "largest": "yes"}]}, "strategies[0].largest"),
         ({"strategies": "saps"}, "strategies"),
+        ({"strategies": [{"name": "all", "fraction": 0.1}]}, "strategies[0].fraction"),
+        ({"strategies": ["saps", {"name": "last_layer", "quantile": 0.5}]}, "strategies[1].quantile"),
         ({"unlearning": {"method": "magic"}}, "unlearning.method"),
         ({"unlearning": {"lr": 0}}, "unlearning.lr"),
         ({"unlearning": {"lr": -1}}, "unlearning.lr"),

@@ -5,6 +5,7 @@ step count of masked_finetune follows |D_f ∪ D̃_f|, not the training set."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -148,3 +149,36 @@ def test_the_guard_checks_five_times_along_an_auto_trajectory():
     assert stepsize.check_interval("auto", 150) == 30
     assert stepsize.check_interval("auto", 12) == 3
     assert stepsize.check_interval(7, 150) == 7
+
+
+def _search_context(case: dict):
+    from core.unlearning.context import build_context
+    from core.unlearning.methods import METHODS
+
+    fs, net, mask = setup(case)
+    hp = {"device": None, **METHODS["first_order"].defaults}
+    return build_context(net, mask, fs, hp, 0, torch.device("cpu"), mask_required=True)
+
+
+def test_a_kept_step_that_forgets_nothing_more_than_theta_star_says_so():
+    ctx = _search_context(SMALL)
+    theta = {n: t.clone() for n, t in ctx.theta_star.items()}
+    kept, info = stepsize.search(ctx, lambda tau: theta, (0.1, 1.0))  # every candidate is θ*
+    assert kept is not None and "forgets no more of D_f than θ*" in info["note"]
+    # a candidate that fixes D_f: no such note. θ_fix: θ* trained on D_f's corrected labels;
+    # the guard is opened (tolerance 1) so the comparison is the forget score alone
+    fixed = copy.deepcopy(ctx.original)
+    opt = torch.optim.Adam(fixed.parameters(), lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(fixed(ctx.x_f), ctx.y_fix).backward()
+        opt.step()
+    target = dict(fixed.named_parameters())
+    ctx.hp["val_tolerance"] = 1.0
+
+    def fixing(tau: float) -> dict:
+        return {n: t + tau * (target[n].detach() - t) for n, t in theta.items()}
+
+    assert stepsize.forget_score(fixed, ctx, 0.0) > stepsize.forget_score(ctx.original, ctx, 0.0)
+    kept, info = stepsize.search(ctx, fixing, (0.5, 1.0))
+    assert kept is not None and "note" not in info

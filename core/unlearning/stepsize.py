@@ -96,6 +96,12 @@ def search(
     info = {"lr_auto": True, "lr_tried": tried, "val_acc_original": val0}
     if best is None:
         return None, {**info, "lr": None, "guard_failed": True, "note": guard_note(ctx, val0)}
+    if best[0] <= forget_score(ctx.original, ctx, val0) + 1e-9:
+        # the guard let only steps through that forget nothing more than θ*: say so, keep the step
+        info["note"] = (
+            f"the kept step size ({best[1]:.3g}) forgets no more of D_f than θ* "
+            "(larger ones failed the guard or forgot no more)"
+        )
     return best[2], {**info, "lr": best[1]}
 
 

@@ -5,6 +5,9 @@ what share of retraining.
 
     python benchmarks/label_flip.py            (seeds 0–2, ~15 min on 2 cores)
     python benchmarks/label_flip.py --quick    (seed 0, budgets 0.1 and 0.5)
+    python benchmarks/label_flip.py --source 5 --to 7 --masks transfer
+        (systematic noise: every sandal labelled a sneaker — 6,000 labels, 10 % — with
+         transfer.py's 8 masks for the default method; ~45 min)
 
 Per seed: θ* (cnn, 5 epochs of batch 128 on all 60k images, 10 % of the labels flipped to
 another class) and the retrained model (D_r ∪ D̃_f, same initialisation and batch order) from
@@ -22,6 +25,11 @@ accuracy between two clean trainings. Measured:
 - the control: the same continued training on D *as trained* (the flipped labels kept: nothing
   is unlearned), which tells how much of "% restored" any further training buys.
 Nothing is tuned on the test set: the budgets are fixed shares, the lr a fixed fraction.
+
+`--source C` flips only class C's labels (`scenario.source`; `--to T` picks their new class):
+at 10 % of Fashion-MNIST that is one whole class, a rule the network does learn, where random
+flips are not memorized. `--masks transfer` runs the default method with transfer.py's 8 masks
+(SAPS's curvature and SalUn's gradient counted in their cost) instead of all + magnitude @ 5 %.
 
 Models and cells are kept in a run store (default runs/transfer_bench, shared with
 benchmarks/transfer.py). Writes benchmarks/results/label_flip.json and label_flip.md.
@@ -48,7 +56,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks.claims_report import esc  # noqa: E402
-from benchmarks.transfer import fmt, machine, summarize  # noqa: E402
+from benchmarks.transfer import CURVATURE, STRATEGIES, fmt, machine, summarize  # noqa: E402
 from core import artifacts, metrics, models, training  # noqa: E402
 from core import config as config_mod  # noqa: E402
 from core import sweep as sweep_api  # noqa: E402
@@ -73,13 +81,18 @@ SCENARIO = {
 DEFAULT_STRATEGIES = [{"name": "all"}, {"name": "magnitude", "fraction": 0.05}]
 
 
-def scenario(schedule: str) -> dict:
+def scenario(schedule: str, source: int | None = None, to: int | None = None) -> dict:
     """SCENARIO with θ*'s and the retrained model's learning-rate schedule (`train.schedule`):
     constant (θ* stops mid-descent, as in the rest of the benchmarks) or cosine (the lr decays to
-    0: θ* at the end of its training)."""
-    if schedule == "constant":
-        return SCENARIO
-    return {**SCENARIO, "train": {**SCENARIO["train"], "schedule": schedule}}
+    0: θ* at the end of its training); with `source`, only that class's labels are flipped
+    (to class `to`, else C−1−source): systematic rather than random noise."""
+    sc = SCENARIO
+    if schedule != "constant":
+        sc = {**sc, "train": {**sc["train"], "schedule": schedule}}
+    if source is not None:
+        flip = {"source": source} if to is None else {"source": source, "to": to}
+        sc = {**sc, "scenario": {**sc["scenario"], **flip}}
+    return sc
 
 
 def finetune_steps(budget: float, n_train: int, train: dict) -> int:
@@ -87,9 +100,13 @@ def finetune_steps(budget: float, n_train: int, train: dict) -> int:
     return max(1, round(budget * train["epochs"] * math.ceil(n_train / train["batch_size"])))
 
 
-def settings(budgets: tuple[float, ...], n_train: int, train: dict) -> list[tuple[str, dict, list, str]]:
-    """(method, options, strategies, name) of every unlearning setting measured."""
-    out = [("masked_finetune", {}, DEFAULT_STRATEGIES, "masked_finetune (defaults)")]
+def settings(
+    budgets: tuple[float, ...], n_train: int, train: dict, masks: list[dict] | None = None
+) -> list[tuple[str, dict, list, str]]:
+    """(method, options, strategies, name) of every unlearning setting measured; `masks`: the
+    strategies of the default method (DEFAULT_STRATEGIES when None)."""
+    masks = DEFAULT_STRATEGIES if masks is None else masks
+    out = [("masked_finetune", {}, copy.deepcopy(masks), "masked_finetune (defaults)")]
     for b in budgets:
         steps = finetune_steps(b, n_train, train)
         # the guard checks 5 times along the run, as masked_finetune's "auto"
@@ -242,26 +259,47 @@ def main(argv: list[str] | None = None) -> dict:
         default="constant",
         help="train.schedule of θ* and the retrained model (cosine: lr decayed to 0)",
     )
+    parser.add_argument(
+        "--source",
+        type=int,
+        help="flip only this class's labels (scenario.source; 10 %% of Fashion-MNIST = one whole class)",
+    )
+    parser.add_argument("--to", type=int, help="with --source: the class they are flipped to (default C−1−s)")
+    parser.add_argument(
+        "--masks",
+        choices=("defaults", "transfer"),
+        default="defaults",
+        help="strategies of the default method: all + magnitude @ 5 %%, or transfer.py's 8 masks "
+        "(SAPS and SalUn included, their curvature or gradient in the cost)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--quick", action="store_true", help="seed 0, budgets 0.1 and 0.5")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     seeds, budgets = ([0], (0.1, 0.5)) if args.quick else (args.seeds, BUDGETS)
     store = RunStore(args.store)
-    sc = scenario(args.schedule)
+    if args.to is not None and args.source is None:
+        parser.error("--to needs --source")
+    sc = scenario(args.schedule, args.source, args.to)
+    masks = STRATEGIES if args.masks == "transfer" else None
     suffix = "" if args.schedule == "constant" else f"_{args.schedule}"
+    if args.source is not None:
+        suffix += f"_source{args.source}" + ("" if args.to is None else f"_to{args.to}")
+    if args.masks != "defaults":
+        suffix += f"_{args.masks}"
     facts, cells = [], []
     for seed in seeds:
         f, n_train = seed_facts(sc, seed, store)
         facts.append(f)
         print(json.dumps(f), flush=True)
-        for method, options, strategies, name in settings(budgets, n_train, sc["train"]):
+        for method, options, strategies, name in settings(budgets, n_train, sc["train"], masks):
             cfg = {
                 **sc,
                 "seeds": [seed],
                 "strategies": strategies,
                 "methods": [method],
                 "unlearning": {"method": method, **options},
+                "curvature": dict(CURVATURE),
             }
             for cell in sweep_api.sweep(cfg, store=store)["cells"]:
                 m, log = cell["metrics"], cell.get("log") or {}
@@ -306,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "scenario": sc,
         "budgets": list(budgets),
+        "masks": masks or DEFAULT_STRATEGIES,
         "bar": BAR,
         "facts": facts,
         "table": rows,

@@ -347,6 +347,10 @@ def test_label_flip_budgets_are_shares_of_the_retraining_steps_and_valid_options
     for method, options, strategies, name in grid:
         unlearning.check_hparams(options, method=method)
         assert strategies and name
+    assert grid[0][2] == label_flip.DEFAULT_STRATEGIES
+    masks = label_flip.settings((0.1,), 1000, train, label_flip.STRATEGIES)[0][2]
+    assert masks == label_flip.STRATEGIES and masks is not label_flip.STRATEGIES  # a copy
+    assert any(m["name"] == "saps" for m in masks)
 
 
 def test_label_flip_schedule_reaches_the_models_config_and_leaves_the_constant_keys():
@@ -358,6 +362,10 @@ def test_label_flip_schedule_reaches_the_models_config_and_leaves_the_constant_k
     assert plain == config.normalize({**label_flip.SCENARIO, "strategies": []})
     assert cos["train"]["schedule"] == "cosine" and "schedule" not in label_flip.SCENARIO["train"]
     assert artifacts.model_key(cos, "original") != artifacts.model_key(plain, "original")
+    one = config.normalize({**label_flip.scenario("constant", source=5, to=7), "strategies": []})
+    assert one["scenario"] == {**plain["scenario"], "source": 5, "to": 7}
+    assert label_flip.scenario("constant", source=5)["scenario"]["source"] == 5
+    assert "source" not in label_flip.SCENARIO["scenario"]  # the random flip untouched
 
 
 def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():

@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.to is not None and args.source is None:
         parser.error("--to needs --source")
     sc = scenario(args.schedule, args.source, args.to)
-    masks = STRATEGIES if args.masks == "transfer" else None
+    masks = STRATEGIES if args.masks == "transfer" else DEFAULT_STRATEGIES
     suffix = "" if args.schedule == "constant" else f"_{args.schedule}"
     if args.source is not None:
         suffix += f"_source{args.source}" + ("" if args.to is None else f"_to{args.to}")
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine(),
         "scenario": sc,
         "budgets": list(budgets),
-        "masks": masks or DEFAULT_STRATEGIES,
+        "masks": masks,
         "bar": BAR,
         "facts": facts,
         "table": rows,

@@ -7,6 +7,7 @@ plots are keyed by them.
 
 Parameter counts (K = 10 classes):
     mlp       8×8×1 (digits): 17,226      28×28×1: 109,386       32×32×3: 402,250
+    mlp_wide  8×8×1 (digits): 1,126,410   28×28×1: 1,863,690     32×32×3: 4,206,602
     cnn       8×8×1 (digits): 13,706      28×28×1: 105,866       32×32×3: 136,874
     resnet18  1 channel: 11,172,810 at any size; 3 channels: 11,173,962
 Run `python -m core models` for the exact counts on every bundled dataset.
@@ -25,7 +26,8 @@ from core.errors import ConfigError
 
 
 class MLP(nn.Module):
-    """Flatten -> 128 -> ReLU -> 64 -> ReLU -> K. Piecewise linear (exact Hessian = GGN)."""
+    """Flatten -> 128 -> ReLU -> 64 -> ReLU -> K (or other `hidden` widths). Piecewise linear
+    (exact Hessian = GGN)."""
 
     def __init__(self, in_features: int, n_classes: int, hidden: tuple[int, int] = (128, 64)):
         super().__init__()
@@ -113,6 +115,11 @@ def _mlp(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     return MLP(c * h * w, n_classes)
 
 
+def _mlp_wide(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+    c, h, w = shape
+    return MLP(c * h * w, n_classes, hidden=(1024, 1024))
+
+
 def _cnn(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     c, h, w = shape
     return CNN(c, h, w, n_classes)
@@ -136,6 +143,12 @@ MODELS: dict[str, Architecture] = {
     a.name: a
     for a in (
         Architecture("mlp", "MLP", "two hidden ReLU layers (128, 64)", _mlp),
+        Architecture(
+            "mlp_wide",
+            "Wide MLP",
+            "two hidden ReLU layers (1024, 1024): the capacity to memorize noisy labels",
+            _mlp_wide,
+        ),
         Architecture("cnn", "CNN", "2× (conv3×3 + ReLU + max-pool) + dense 64 + classifier", _cnn),
         Architecture("resnet18", "ResNet-18", "ResNet-18 small-image variant with BatchNorm", _resnet18),
     )

@@ -366,6 +366,22 @@ def test_label_flip_schedule_reaches_the_models_config_and_leaves_the_constant_k
     assert one["scenario"] == {**plain["scenario"], "source": 5, "to": 7}
     assert label_flip.scenario("constant", source=5)["scenario"]["source"] == 5
     assert "source" not in label_flip.SCENARIO["scenario"]  # the random flip untouched
+    wide = config.normalize(
+        {**label_flip.scenario("cosine", model="mlp_wide", epochs=40, lr=1e-3), "strategies": []}
+    )
+    assert (wide["model"], wide["train"]["epochs"], wide["train"]["lr"]) == ("mlp_wide", 40, 1e-3)
+    assert wide["train"]["schedule"] == "cosine" and wide["scenario"] == plain["scenario"]
+    assert label_flip.SCENARIO["model"] == "cnn" and label_flip.SCENARIO["train"]["epochs"] == 5
+    assert artifacts.model_key(wide, "original") != artifacts.model_key(cos, "original")
+
+
+def test_label_flip_finetune_lr_is_a_third_of_the_training_lr():
+    from benchmarks import label_flip
+
+    assert label_flip.finetune_lr({"lr": 3e-3}) == pytest.approx(1e-3)
+    assert label_flip.finetune_lr({}) == pytest.approx(1e-3)  # the config's default lr
+    grid = label_flip.settings((0.1,), 1000, {"epochs": 4, "batch_size": 100, "lr": 6e-4})
+    assert grid[1][1]["lr"] == pytest.approx(2e-4)
 
 
 def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():
@@ -378,12 +394,13 @@ def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():
     original = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     before = [p.detach().clone() for p in original.parameters()]
     x, y = torch.rand(50, 1, 2, 2), torch.randint(3, (50,))
-    trained = label_flip.continued_training(original, x, y, steps=5, seed=0)
+    train = {"batch_size": 16, "lr": 3e-3}
+    trained = label_flip.continued_training(original, x, y, steps=5, seed=0, train=train)
     assert all(torch.equal(a, b) for a, b in zip(before, original.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(before, trained.parameters()))
-    again = label_flip.continued_training(original, x, y, steps=5, seed=0)
+    again = label_flip.continued_training(original, x, y, steps=5, seed=0, train=train)
     assert all(torch.equal(a, b) for a, b in zip(trained.parameters(), again.parameters()))  # seeded
     assert all(
         torch.equal(a, b)
-        for a, b in zip(before, label_flip.continued_training(original, x, y, 0, 0).parameters())
+        for a, b in zip(before, label_flip.continued_training(original, x, y, 0, 0, train).parameters())
     )

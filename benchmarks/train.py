@@ -1,4 +1,4 @@
-"""Seconds per training epoch for mlp/cnn on digits and cnn on Fashion-MNIST (CPU).
+"""Seconds per training epoch for mlp, mlp_wide and cnn on digits and Fashion-MNIST (CPU).
 
     python benchmarks/train.py [--epochs 3] [--threads N] [--out benchmarks/results/train.json]
 
@@ -55,17 +55,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    for ds_name, model_name in [("digits", "mlp"), ("digits", "cnn"), ("fashion-mnist", "cnn")]:
+    for ds_name, model_name in [
+        (d, m) for d in ("digits", "fashion-mnist") for m in ("mlp", "mlp_wide", "cnn")
+    ]:
         try:
             rows.append(measure(ds_name, model_name, args.epochs))
         except DataError as e:
             rows.append({"dataset": ds_name, "model": model_name, "skipped": str(e)})
         r = rows[-1]
         if "skipped" in r:
-            print(f"{ds_name:<14}{model_name:<6} skipped: {r['skipped'][:80]}")
+            print(f"{ds_name:<14}{model_name:<9} skipped: {r['skipped'][:80]}")
         else:
             print(
-                f"{ds_name:<14}{model_name:<6}{r['n_train']:>7} samples  "
+                f"{ds_name:<14}{model_name:<9}{r['n_train']:>7} samples  "
                 f"{r['seconds_per_epoch']:8.3f} s/epoch  test acc {r['test_acc']:.3f} "
                 f"after {args.epochs} epochs"
             )

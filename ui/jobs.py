@@ -165,8 +165,9 @@ def _forget(job: Job) -> None:
 # -- time estimates (pure) --------------------------------------------------------------------
 def seconds_per_epoch(dataset: str, model: str, n_train: int, n_params: int) -> float:
     """Seconds of one training epoch, scaled by samples × parameters from the measured
-    benchmarks/results/train.json row of the same data set and model (else the slowest
-    measured rate, so an unknown combination is not under-estimated)."""
+    benchmarks/results/train.json row of the same data set and model, else of the same model on
+    another data set (the cost per sample and parameter is the architecture's), else the slowest
+    measured rate, so an unknown model is not under-estimated."""
     try:
         rows = json.loads(TRAIN_BENCHMARK.read_text())["rows"]
     except (OSError, ValueError, KeyError):
@@ -176,7 +177,8 @@ def seconds_per_epoch(dataset: str, model: str, n_train: int, n_params: int) -> 
         for r in rows
         if r.get("n_train") and r.get("parameters")
     }
-    rate = rates.get((dataset, model), max(rates.values(), default=4e-9))
+    same_model = [r for (d, m), r in rates.items() if m == model]
+    rate = rates.get((dataset, model)) or max(same_model or rates.values(), default=4e-9)
     return rate * n_train * n_params
 
 

@@ -316,3 +316,25 @@ def test_downloads_are_eager_stable_and_do_not_rerun():
     assert all(b["on_click"] == "ignore" and isinstance(b["data"], str) for b in one)
     html = one[2]["data"]
     assert html.count("<script") >= 2 and 'id="saps-a"' in html and 'id="saps-b"' in html
+
+
+def test_estimate_falls_back_to_the_same_model_then_to_the_slowest_rate(monkeypatch, tmp_path):
+    rows = [
+        {"dataset": "digits", "model": "mlp", "n_train": 100, "parameters": 10, "seconds_per_epoch": 1.0},
+        {"dataset": "digits", "model": "cnn", "n_train": 100, "parameters": 10, "seconds_per_epoch": 5.0},
+        {
+            "dataset": "fashion-mnist",
+            "model": "cnn",
+            "n_train": 100,
+            "parameters": 10,
+            "seconds_per_epoch": 3.0,
+        },
+    ]
+    bench = tmp_path / "train.json"
+    bench.write_text(json.dumps({"rows": rows}))
+    monkeypatch.setattr(jobs, "TRAIN_BENCHMARK", bench)
+    assert jobs.seconds_per_epoch("fashion-mnist", "cnn", 200, 10) == pytest.approx(6.0)  # its own row
+    assert jobs.seconds_per_epoch("fashion-mnist", "mlp", 200, 10) == pytest.approx(2.0)  # mlp on digits
+    assert jobs.seconds_per_epoch("cifar10", "resnet18", 100, 10) == pytest.approx(5.0)  # the slowest
+    bench.write_text("not json")
+    assert jobs.seconds_per_epoch("digits", "cnn", 100, 10) == pytest.approx(4e-9 * 1000)

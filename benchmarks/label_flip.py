@@ -12,6 +12,8 @@ what share of retraining.
         --masks transfer --budgets 0.1 0.25
         (random flips on a model that memorizes them: two hidden layers of 1,024, 40 epochs;
          ~20 min a seed)
+    python benchmarks/label_flip.py --merge A.json B.json --out C.json
+        (pool two stored runs of the same settings on disjoint seeds: the table recomputed)
 
 Per seed: θ* (cnn, 5 epochs of batch 128 on all 60k images, 10 % of the labels flipped to
 another class) and the retrained model (D_r ∪ D̃_f, same initialisation and batch order) from
@@ -252,6 +254,57 @@ def seed_facts(sc: dict, seed: int, store: RunStore) -> tuple[dict, int]:
     return facts, len(fs.retrain_data()[1])
 
 
+def table(cells: list[dict]) -> list[dict]:
+    """One row per (setting, mask), in the cells' order: % restored and full cost over seeds."""
+    rows = []
+    for setting, label in dict.fromkeys((c["setting"], c["label"]) for c in cells):
+        rs = [c for c in cells if (c["setting"], c["label"]) == (setting, label)]
+        rows.append(
+            {
+                "setting": setting,
+                "label": label,
+                "seeds": len(rs),
+                "restored_pct": summarize([r["restored_pct"] for r in rs]),
+                "retrain_ratio": summarize([r["retrain_ratio"] for r in rs]),
+                "at_bar": sum((r["restored_pct"] or -math.inf) >= BAR for r in rs),
+            }
+        )
+    return rows
+
+
+MERGED_SAME = ("scenario", "budgets", "masks", "bar")  # what runs must share to be pooled
+
+
+def merge(results: list[dict], names: list[str]) -> dict:
+    """Pool stored results of the same benchmark settings run on disjoint seeds (e.g. seeds 0–2,
+    then 3–4): facts and cells concatenated, the table and markdown recomputed from the cells.
+    ValueError naming the field when the runs differ, or when a seed appears twice."""
+    first = results[0]
+    for r, name in zip(results[1:], names[1:]):
+        for k in MERGED_SAME:
+            if r.get(k) != first.get(k):
+                raise ValueError(f"{name}: {k!r} differs from {names[0]}'s: these runs cannot be pooled")
+    seeds = [f["seed"] for r in results for f in r["facts"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(
+            f"seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} appear in more than one run"
+        )
+    facts = sorted((f for r in results for f in r["facts"]), key=lambda f: f["seed"])
+    cells = sorted((c for r in results for c in r["cells"]), key=lambda c: c["seed"])
+    rows = table(cells)
+    return {
+        **{k: first[k] for k in ("benchmark", *MERGED_SAME)},
+        "merged_from": [
+            {"file": n, "created": r.get("created"), "machine": r.get("machine")}
+            for r, n in zip(results, names)
+        ],
+        "facts": facts,
+        "table": rows,
+        "markdown": markdown(facts, rows),
+        "cells": cells,
+    }
+
+
 def markdown(facts: list[dict], rows: list[dict]) -> str:
     lines = [
         "| seed | test acc θ* | retrained | gap (test images) | clean, other seed | noise floor | θ* predicts the flipped label | true label on flipped images θ* / retrained |",
@@ -316,7 +369,23 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--quick", action="store_true", help="seed 0, budgets 0.1 and 0.5")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="pool stored results of the same settings on disjoint seeds into --out (nothing is run)",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if not args.out:
+            parser.error("--merge needs --out")
+        try:
+            out = merge(
+                [json.loads(Path(p).read_text()) for p in args.merge], [Path(p).name for p in args.merge]
+            )
+        except (OSError, ValueError, KeyError) as e:
+            parser.error(f"--merge: {e}")
+        return write(out, Path(args.out))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     seeds, budgets = ([0], (0.1, 0.5)) if args.quick else (args.seeds, BUDGETS)
     if args.budgets:
@@ -369,20 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         for rec in control_cells(sc, seed, f, budgets, store):
             cells.append(rec)
             print(json.dumps(rec), flush=True)
-    keys = dict.fromkeys((c["setting"], c["label"]) for c in cells)
-    rows = []
-    for setting, label in keys:
-        rs = [c for c in cells if (c["setting"], c["label"]) == (setting, label)]
-        rows.append(
-            {
-                "setting": setting,
-                "label": label,
-                "seeds": len(rs),
-                "restored_pct": summarize([r["restored_pct"] for r in rs]),
-                "retrain_ratio": summarize([r["retrain_ratio"] for r in rs]),
-                "at_bar": sum((r["restored_pct"] or -math.inf) >= BAR for r in rs),
-            }
-        )
+    rows = table(cells)
     report = markdown(facts, rows)
     print(report)
     out = {
@@ -398,11 +454,15 @@ def main(argv: list[str] | None = None) -> dict:
         "markdown": report,
         "cells": cells,
     }
-    out_path = Path(args.out or RESULTS / f"label_flip{suffix}.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(out, indent=1))
-    out_path.with_suffix(".md").write_text(report + "\n")
-    print(f"wrote {out_path} and {out_path.with_suffix('.md')}")
+    return write(out, Path(args.out or RESULTS / f"label_flip{suffix}.json"))
+
+
+def write(out: dict, path: Path) -> dict:
+    """The JSON and its markdown table beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    path.with_suffix(".md").write_text(out["markdown"] + "\n")
+    print(f"wrote {path} and {path.with_suffix('.md')}")
     return out
 
 

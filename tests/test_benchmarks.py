@@ -404,3 +404,73 @@ def test_label_flip_control_trains_a_copy_and_leaves_theta_star_alone():
         torch.equal(a, b)
         for a, b in zip(before, label_flip.continued_training(original, x, y, 0, 0, train).parameters())
     )
+
+
+def _lf_result(seeds, restored, scenario=None):
+    cells = [
+        {
+            "seed": s,
+            "setting": "masked_finetune (defaults)",
+            "label": "last layer",
+            "restored_pct": r,
+            "retrain_ratio": 0.05,
+        }
+        for s, r in zip(seeds, restored)
+    ]
+    facts = [
+        {
+            "seed": s,
+            "test_acc_original": 0.88,
+            "test_acc_retrained": 0.9,
+            "gap": 0.02,
+            "gap_test_images": 200,
+            "test_acc_clean_other_seed": 0.9,
+            "noise_floor": 0.001,
+            "flipped_label_predicted_original": 0.4,
+            "true_label_on_flipped_original": 0.5,
+            "true_label_on_flipped_retrained": 0.99,
+        }
+        for s in seeds
+    ]
+    return {
+        "benchmark": "label_flip",
+        "created": "2026-11-29T00:00:00+00:00",
+        "machine": "test",
+        "scenario": scenario or {"model": "mlp_wide"},
+        "budgets": [0.1],
+        "masks": [{"name": "last_layer"}],
+        "bar": 50.0,
+        "facts": facts,
+        "cells": cells,
+    }
+
+
+def test_label_flip_merge_pools_disjoint_seeds_and_recomputes_the_table(tmp_path):
+    from benchmarks import label_flip
+
+    a, b = _lf_result([0, 1, 2], [40.0, 60.0, 70.0]), _lf_result([3, 4], [55.0, 30.0])
+    out = label_flip.merge([b, a], ["b.json", "a.json"])
+    assert [f["seed"] for f in out["facts"]] == [0, 1, 2, 3, 4]
+    (row,) = out["table"]
+    assert row["seeds"] == 5 and row["at_bar"] == 3
+    assert row["restored_pct"]["median"] == 55.0 and row["restored_pct"]["min"] == 30.0
+    assert [m["file"] for m in out["merged_from"]] == ["b.json", "a.json"]
+    assert "| last layer | 5 |" in out["markdown"]
+    with pytest.raises(ValueError, match="'scenario' differs"):
+        label_flip.merge([a, _lf_result([3], [50.0], {"model": "cnn"})], ["a.json", "c.json"])
+    with pytest.raises(ValueError, match=r"seed\(s\) \[2\]"):
+        label_flip.merge([a, _lf_result([2, 3], [50.0, 50.0])], ["a.json", "d.json"])
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    merged = label_flip.main(["--merge", str(pa), str(pb), "--out", str(tmp_path / "ab.json")])
+    assert json.loads((tmp_path / "ab.json").read_text())["table"] == merged["table"]
+    assert (tmp_path / "ab.md").read_text().startswith("| seed |")
+    with pytest.raises(SystemExit) as e:
+        label_flip.main(["--merge", str(pa)])  # no --out
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        label_flip.main(
+            ["--merge", str(pa), str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.json")]
+        )
+    assert e.value.code == 2 and not (tmp_path / "x.json").exists()

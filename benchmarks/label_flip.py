@@ -197,7 +197,7 @@ def control_cells(
     prepared = artifacts.prepare(run)
     original, _ = artifacts.train_model(run, prepared, "original", store=store)
     ds, fs = prepared.dataset, prepared.forget_set
-    out = []
+    out, lr = [], finetune_lr(sc["train"])
     for b in budgets:
         steps = finetune_steps(b, len(fs.retrain_data()[1]), sc["train"])
         start = time.perf_counter()
@@ -209,7 +209,7 @@ def control_cells(
                 "seed": seed,
                 "setting": f"control: finetune on D as trained (nothing unlearned), {b:g} × retraining epochs",
                 "method": "control",
-                "options": {"lr": finetune_lr(sc["train"]), "steps": steps},
+                "options": {"lr": lr, "steps": steps},
                 "label": "all parameters",
                 "restored_pct": metrics.restored_pct(
                     facts["test_acc_original"], acc, facts["test_acc_retrained"]
@@ -217,7 +217,7 @@ def control_cells(
                 "test_acc": acc,
                 "retrain_ratio": seconds / facts["retrain_seconds"],
                 "steps": steps,
-                "lr": finetune_lr(sc["train"]),
+                "lr": lr,
                 "stopped_by": None,
                 "rewinds": None,
             }

@@ -15,6 +15,7 @@ Run `python -m core models` for the exact counts on every bundled dataset.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,14 +111,9 @@ class ResNet18(nn.Module):
         return self.fc(out)
 
 
-def _mlp(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
+def _mlp(shape: tuple[int, int, int], n_classes: int, hidden: tuple[int, int] = (128, 64)) -> nn.Module:
     c, h, w = shape
-    return MLP(c * h * w, n_classes)
-
-
-def _mlp_wide(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
-    c, h, w = shape
-    return MLP(c * h * w, n_classes, hidden=(1024, 1024))
+    return MLP(c * h * w, n_classes, hidden)
 
 
 def _cnn(shape: tuple[int, int, int], n_classes: int) -> nn.Module:
@@ -147,7 +143,7 @@ MODELS: dict[str, Architecture] = {
             "mlp_wide",
             "Wide MLP",
             "two hidden ReLU layers (1024, 1024): the capacity to memorize noisy labels",
-            _mlp_wide,
+            functools.partial(_mlp, hidden=(1024, 1024)),
         ),
         Architecture("cnn", "CNN", "2× (conv3×3 + ReLU + max-pool) + dense 64 + classifier", _cnn),
         Architecture("resnet18", "ResNet-18", "ResNet-18 small-image variant with BatchNorm", _resnet18),
